@@ -1,0 +1,256 @@
+"""The `sine` command line: one subcommand per pipeline stage.
+
+Each subcommand is a thin shell over a library function that the tests call directly.
+Heavy dependencies are imported inside the commands, so `sine serve` never loads torch
+and `sine --help` is instant. Errors a user can fix are printed as one line (exit 2);
+tracebacks are reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from sine.errors import SineError
+
+app = typer.Typer(
+    name="sine",
+    help="SINE recommendation service: train, export, index and serve a sparse-interest model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("sine")
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("sine")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a `SineError` as one line and exit 2; Ctrl-C exits 130 without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SineError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def main_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only."),
+) -> None:
+    setup_logging(verbose, quiet)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train_config_parameters() -> list[inspect.Parameter]:
+    """One CLI option per TrainConfig field: help and default text come from the field."""
+    from trainer.config import TrainConfig
+
+    params = []
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        base = {int: int, float: float, str: str, bool: bool}.get(type(default), float)
+        choices = f.metadata.get("choices")
+        help_text = f.metadata["help"]
+        if choices:
+            help_text += f" Choices: {', '.join(choices)}."
+        if default is not None:
+            help_text += f" [default: {str(default).lower() if base is bool else default}]"
+        decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
+        option = typer.Option(None, *decls, help=help_text, show_default=False,
+                              rich_help_panel="Training options")
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=option, annotation=Optional[base]))  # noqa: UP045
+    return params
+
+
+def _collect_config(config_file: Path | None, overrides: dict[str, Any]):
+    from trainer.config import TrainConfig, load_config_file
+
+    values = load_config_file(config_file) if config_file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(values)
+
+
+def train(
+    data: Path,
+    out: Path,
+    config_file: Path | None,
+    user_col: str,
+    item_col: str,
+    time_col: str,
+    sep: str | None,
+    **overrides: Any,
+) -> None:
+    from sine.data.logs import LogColumns
+    from trainer.run import train_run
+
+    config = _collect_config(config_file, overrides)
+    metrics = train_run(data, out, config, LogColumns(user_col, item_col, time_col), sep)
+    _print_metrics(metrics)
+
+
+def _train_command() -> Callable[..., Any]:
+    def command(**kwargs: Any) -> None:
+        train(**kwargs)
+
+    base = [
+        inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
+                          default=typer.Option(..., "--data", "-d", help="Interaction log: CSV, TSV (optionally .gz) or Parquet with user, item and timestamp columns.", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
+                          default=typer.Option(..., "--out", "-o", help="Run directory to write (replaced atomically when training completes).", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
+                          default=typer.Option(None, "--config", "-c", help="JSON or TOML file of training options; flags override it.", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("user_col", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                          default=typer.Option("user_id", "--user-col", help="Name of the user id column.", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("item_col", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                          default=typer.Option("item_id", "--item-col", help="Name of the item id column.", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("time_col", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                          default=typer.Option("timestamp", "--time-col", help="Name of the timestamp column (numbers or dates).", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("sep", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP045
+                          default=typer.Option(None, "--sep", help="Field separator (default: from the file name, ',' or tab).", rich_help_panel="Data")),  # noqa: E501
+    ]
+    params = base + _train_config_parameters()
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = (
+        "Train SINE (or a baseline) on an interaction log and evaluate it.\n\n"
+        "Splits the log leave-one-out (last click per user = test, second to last = "
+        "validation), trains with early stopping on validation NDCG@10, and writes the "
+        "checkpoint, vocabulary, config, metrics.json and plots to --out."
+    )
+    return user_errors(command)
+
+
+app.command("train", no_args_is_help=True)(_train_command())
+
+
+# ------------------------------------------------------------------------ evaluate
+
+
+@app.command("evaluate", no_args_is_help=True)
+@user_errors
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `sine train`."),
+    data: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--data", "-d",
+        help="Log to evaluate on (default: the run's training log). Split the same way; "
+        "clicks on items the model does not know are dropped.",
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the metrics as JSON here."),  # noqa: UP045
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+) -> None:
+    """Evaluate a trained run: HR and NDCG at 10/20/50, history removed and kept."""
+    from sine.atomic import atomic_write
+    from sine.data.logs import LogColumns
+    from trainer.fit import resolve_device
+    from trainer.run import evaluate_all, load_data, load_run
+
+    dev = resolve_device(device)
+    run = load_run(run_dir, dev)
+    source = data or Path(run.info["data"]["path"])
+    cols = run.info["data"]["columns"]
+    split = load_data(source, run.config, LogColumns(cols["user"], cols["item"], cols["timestamp"]),
+                      run.info["data"].get("sep"), vocabulary=run.vocabulary)
+    metrics: dict[str, Any] = {"model": run.config.model, "run": str(run_dir),
+                               "dataset": {"path": str(source), "fingerprint": split.fingerprint}}
+    metrics.update(evaluate_all(run.scorer(), split, run.config.max_len, dev))
+    _print_metrics(metrics)
+    if out:
+        atomic_write(out, json.dumps(metrics, indent=2))
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    from sine.metrics import METRIC_NAMES
+
+    header = f"{'':20s}" + "".join(f"{name:>9s}" for name in METRIC_NAMES)
+    lines = [f"model: {metrics.get('model')}", header]
+    for key in ("valid", "test", "test_history_kept"):
+        if key in metrics:
+            lines.append(f"{key:20s}" + "".join(f"{metrics[key][m]:9.4f}" for m in METRIC_NAMES))
+    if "best_epoch" in metrics:
+        lines.append(
+            f"best epoch {metrics['best_epoch']} of {metrics['epochs']}, "
+            f"{metrics['train_seconds']:.1f} s training, "
+            f"{metrics['examples_per_second']:,.0f} examples/s"
+        )
+    typer.echo("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- synth
+
+
+@app.command("synth")
+@user_errors
+def synth(
+    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write (.csv or .csv.gz)."),
+    users: int = typer.Option(2000, help="Number of users."),
+    items: int = typer.Option(1000, help="Number of items."),
+    groups: int = typer.Option(20, help="Latent item groups (the planted interests)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same log."),
+) -> None:
+    """Write a synthetic interaction log with planted user interests."""
+    from sine.data.synthetic import SyntheticSpec, synthetic_log
+
+    if users < 1 or items < groups or groups < 1:
+        raise SineError("need users >= 1, groups >= 1 and items >= groups")
+    frame = synthetic_log(SyntheticSpec(num_users=users, num_items=items, num_groups=groups,
+                                        seed=seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    typer.echo(f"wrote {len(frame):,} clicks of {users:,} users on {items:,} items to {out}")
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+@user_errors
+def demo(
+    workdir: Path = typer.Option(Path("demo"), "--workdir", "-w",
+                                 help="Directory for the synthetic log and the runs."),
+    epochs: int = typer.Option(20, help="Most epochs for SINE."),
+) -> None:
+    """The local demo: a synthetic log, most-popular vs SINE, side by side."""
+    from sine.demo import run_demo
+
+    run_demo(workdir, epochs)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

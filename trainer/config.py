@@ -1,0 +1,137 @@
+"""Training configuration: every hyper-parameter, its default and its help text, once.
+
+Defaults are the paper's (section 4.1 and Table 3: D = 128, n = 20, lambda = 0.5,
+tau = 0.1, Adam with learning rate 1e-3, batch 128; K = 4 and L = 500 as for its Amazon
+data). The CLI builds its options from these fields, and a JSON or TOML file with the
+same keys can set any of them (command-line flags win over the file).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sine.errors import SineError
+
+MODELS = ("sine", "sasrec", "pop")
+LOSSES = ("auto", "full", "sampled")
+PRECISIONS = ("auto", "fp32", "bf16")
+FULL_SOFTMAX_MAX_ITEMS = 50_000
+"""`loss=auto` uses the full softmax up to this many items, the sampled one above."""
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    model: str = _f("sine", "Model to train: sine, sasrec or pop (most popular).", MODELS)
+    dim: int = _f(128, "Embedding size D.")
+    max_len: int = _f(20, "Clicks the model sees: the last n of a sequence.")
+    # SINE (paper section 3)
+    interests: int = _f(4, "SINE: interests K activated per user (eq. 2).")
+    prototypes: int = _f(500, "SINE: size L of the concept pool (eq. 2).")
+    tau: float = _f(0.1, "SINE: temperature of the interest aggregation (eq. 7).")
+    reg_weight: float = _f(0.5, "SINE: weight lambda of the covariance regulariser (eq. 11).")
+    # SASRec
+    layers: int = _f(2, "SASRec: self-attention blocks.")
+    heads: int = _f(2, "SASRec: attention heads per block.")
+    inner_dim: int = _f(256, "SASRec: hidden size of the feed-forward layer.")
+    attention_dropout: float = _f(0.5, "SASRec: dropout on attention weights.")
+    dropout: float | None = _f(
+        None, "Dropout on embeddings (and SASRec block outputs); default 0 for sine, 0.5 for sasrec."
+    )
+    # optimisation
+    loss: str = _f(
+        "auto",
+        f"Softmax over the catalog: full, sampled (with log-Q correction), or auto "
+        f"(full up to {FULL_SOFTMAX_MAX_ITEMS:,} items).",
+        LOSSES,
+    )
+    negatives: int = _f(1024, "Sampled softmax: negatives shared by a batch.")
+    precision: str = _f(
+        "auto",
+        "Catalog-wide products of the full softmax in bf16 (softmax and weights stay fp32), "
+        "fp32, or auto (bf16 where the hardware computes it natively: AVX512-BF16/AMX "
+        "CPUs, CUDA GPUs with bf16).",
+        PRECISIONS,
+    )
+    length_buckets: bool = _f(
+        True,
+        "Batch training examples of similar length together and drop all-padding columns "
+        "(the same examples and epochs, less padding to compute).",
+    )
+    batch_size: int = _f(128, "Training examples per step.")
+    lr: float = _f(1e-3, "Adam learning rate.")
+    weight_decay: float = _f(0.0, "Adam weight decay.")
+    epochs: int = _f(100, "Most epochs to train.")
+    patience: int = _f(10, "Stop after this many epochs without a better validation NDCG@10.")
+    seed: int = _f(0, "Random seed: the same seed, data and threads give the same model.")
+    device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
+    threads: int = _f(0, "CPU threads for torch (0: torch's default, all cores).")
+    # data
+    min_item_count: int = _f(0, "Drop items with fewer clicks before splitting.")
+    min_user_count: int = _f(0, "Then drop users with fewer clicks.")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise SineError(
+                    f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                    f"not {getattr(self, f.name)!r}"
+                )
+        positive = ("dim", "max_len", "interests", "prototypes", "batch_size", "epochs",
+                    "negatives", "layers", "heads", "inner_dim")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SineError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.interests > self.prototypes:
+            raise SineError(
+                f"--interests (K={self.interests}) cannot exceed --prototypes (L={self.prototypes})"
+            )
+        if self.tau <= 0:
+            raise SineError("--tau must be positive")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise SineError(f"--{name.replace('_', '-')} must be in [0, 1)")
+
+    @property
+    def embedding_dropout(self) -> float:
+        if self.dropout is not None:
+            return self.dropout
+        return 0.5 if self.model == "sasrec" else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SineError(f"unknown configuration key(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML file of TrainConfig keys (a [train] table in TOML is accepted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SineError(f"{path}: config file not found")
+    try:
+        if path.suffix.lower() == ".toml":
+            values = tomllib.loads(path.read_text())
+            values = values.get("train", values)
+        else:
+            values = json.loads(path.read_text())
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise SineError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(values, dict):
+        raise SineError(f"{path}: expected a table of settings")
+    return values

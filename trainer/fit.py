@@ -1,0 +1,247 @@
+"""The training loop: next-click objective, early stopping on validation NDCG@10.
+
+Section 3.4 of the paper: every prefix of a training sequence predicts its next click,
+loss = eq. (9) likelihood (full or sampled softmax) + lambda * eq. (10) regulariser.
+After each epoch the model ranks the validation targets; the best epoch by NDCG@10 is
+kept (in memory and, through `on_improvement`, on disk) and training stops when
+`patience` epochs pass without improvement. Ctrl-C ends training early and keeps the
+best epoch so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sine.data.split import SplitData
+from sine.metrics import ranking_metrics
+from trainer.config import FULL_SOFTMAX_MAX_ITEMS, TrainConfig
+from trainer.diagnostics import concept_usage
+from trainer.evaluate import rank_targets
+from trainer.loss import SampledSoftmax, full_softmax_loss
+from trainer.models import SINE, SequenceEncoder
+
+log = logging.getLogger("sine.train")
+
+SELECTION_METRIC = "ndcg@10"
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs: int  # epochs actually run
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0  # optimisation time, evaluation excluded
+    wall_seconds: float = 0.0
+    examples_per_second: float = 0.0
+    loss_kind: str = "full"
+    interrupted: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from sine.errors import SineError
+
+        raise SineError("--device cuda was asked for, but torch sees no CUDA device")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def loss_kind(config: TrainConfig, num_items: int) -> str:
+    if config.loss != "auto":
+        return config.loss
+    return "full" if num_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matrix products natively (not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    if config.precision == "auto":
+        return native_bf16(device)
+    return config.precision == "bf16"
+
+
+def epoch_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                  bucketed: bool) -> list[torch.Tensor]:
+    """One epoch of example indices, split into batches, in random order.
+
+    Bucketed: the shuffled examples are cut into chunks of 64 batches, each chunk is
+    sorted by sequence length and cut into batches, and the batches are shuffled. Every
+    example is still seen once per epoch in a random batch order, but a batch holds
+    sequences of similar length, so little of it is padding.
+    """
+    order = torch.randperm(len(lengths), generator=generator)
+    if not bucketed:
+        return list(order.split(batch_size))
+    batches: list[torch.Tensor] = []
+    for chunk in order.split(batch_size * 64):
+        ranked = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches.extend(ranked.split(batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in shuffle]
+
+
+def fit(
+    model: SequenceEncoder,
+    data: SplitData,
+    config: TrainConfig,
+    device: torch.device,
+    on_improvement: Callable[[SequenceEncoder, int], None] | None = None,
+) -> FitResult:
+    """Train `model` in place; on return it holds the weights of the best epoch."""
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    inputs_np, targets_np = data.training_examples(config.max_len)
+    inputs = torch.as_tensor(inputs_np, device=device)
+    targets = torch.as_tensor(targets_np, device=device)
+    lengths = torch.as_tensor((inputs_np > 0).sum(axis=1))
+    valid = data.evaluation_set("valid", config.max_len)
+    num_examples = len(targets)
+
+    kind = loss_kind(config, data.num_items)
+    bf16 = use_bf16(config, device)
+    if kind == "full":
+        likelihood = full_softmax_loss
+    else:
+        likelihood = SampledSoftmax(data.train_item_counts(), config.negatives, generator)
+    log.info(
+        "training %s on %s examples (%s items, %s softmax%s), batch %d, device %s",
+        config.model, f"{num_examples:,}", f"{data.num_items:,}", kind,
+        ", bf16 products" if bf16 and kind == "full" else "", config.batch_size, device,
+    )
+
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
+    result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
+    best_score, best_state, stale = -math.inf, None, 0
+    train_seconds = 0.0
+
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            epoch_start = time.perf_counter()
+            batches = epoch_batches(lengths, config.batch_size, generator, config.length_buckets)
+            total_loss = torch.zeros((), device=device)
+            bar = tqdm(
+                total=num_examples, desc=f"epoch {epoch}", unit="ex", unit_scale=True,
+                leave=False, file=sys.stderr, disable=None, mininterval=0.5,
+            )
+            for step, batch in enumerate(batches):
+                width = int(lengths[batch].max()) if config.length_buckets else config.max_len
+                batch = batch.to(device)
+                out = model(inputs[batch, -width:])
+                loss = likelihood(out.user_vector, model.item_vectors(), targets[batch], bf16)
+                loss = loss + model.regularization()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.detach()
+                if bar.disable is False and step % 20 == 0:
+                    elapsed = time.perf_counter() - epoch_start
+                    bar.set_postfix(loss=f"{loss.item():.4f}",
+                                    ex_s=f"{(step + 1) * config.batch_size / elapsed:,.0f}")
+                bar.update(len(batch))
+            bar.close()
+            mean_loss = float(total_loss) / len(batches)
+            epoch_seconds = time.perf_counter() - epoch_start
+            train_seconds += epoch_seconds
+
+            model.eval()
+            metrics = ranking_metrics(rank_targets(scorer_of(model), valid, device=device))
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": mean_loss,
+                "seconds": epoch_seconds,
+                "examples_per_second": num_examples / epoch_seconds,
+                "valid": metrics,
+            }
+            if isinstance(model, SINE):
+                usage = concept_usage(model, valid.inputs, device=device)
+                record["concepts"] = usage
+            result.history.append(record)
+            result.epochs = epoch
+
+            improved = metrics[SELECTION_METRIC] > best_score
+            if improved:
+                best_score, stale = metrics[SELECTION_METRIC], 0
+                best_state = copy.deepcopy(model.state_dict())
+                result.best_epoch = epoch
+                if on_improvement is not None:
+                    on_improvement(model, epoch)
+            else:
+                stale += 1
+            log.info(_epoch_line(record, improved))
+            if not math.isfinite(mean_loss):
+                log.warning("loss is not finite; stopping (lower --lr?)")
+                break
+            if stale >= config.patience:
+                log.info("no better validation %s for %d epochs: stopping", SELECTION_METRIC, stale)
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log.warning("interrupted: finishing with the best epoch so far (%d)", result.best_epoch)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.train_seconds = train_seconds
+    trained = num_examples * result.epochs
+    result.examples_per_second = trained / train_seconds if train_seconds else 0.0
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def scorer_of(model: SequenceEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Scores over all item indices (padding column included) for evaluation."""
+
+    def score(clicks: torch.Tensor) -> torch.Tensor:
+        return model(clicks).user_vector @ model.item_embedding.weight.T
+
+    return score
+
+
+
+def _epoch_line(record: dict[str, Any], improved: bool) -> str:
+    valid = record["valid"]
+    line = (
+        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  "
+        f"{record['examples_per_second']:,.0f} ex/s  "
+        f"valid ndcg@10 {valid['ndcg@10']:.4f} hr@10 {valid['hr@10']:.4f} "
+        f"hr@50 {valid['hr@50']:.4f}"
+    )
+    if "concepts" in record:
+        c = record["concepts"]
+        line += (f"  concepts used {c['distinct_concepts']} "
+                 f"(entropy {c['concept_entropy_normalized']:.2f})")
+    return line + ("  *" if improved else "")

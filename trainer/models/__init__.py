@@ -1,0 +1,54 @@
+"""Model registry: SINE and the baselines of the same harness."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from trainer.config import TrainConfig
+from trainer.models.base import EncoderOutput, SequenceEncoder
+from trainer.models.pop import MostPopular
+from trainer.models.sasrec import SASRec, SASRecConfig
+from trainer.models.sine import SINE, SINEConfig
+
+ENCODERS: dict[str, tuple[type[SequenceEncoder], type]] = {
+    "sine": (SINE, SINEConfig),
+    "sasrec": (SASRec, SASRecConfig),
+}
+
+
+def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
+    """The architecture part of a TrainConfig, as the keyword arguments of its model."""
+    if config.model == "sine":
+        cfg: Any = SINEConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len,
+            interests=config.interests, prototypes=config.prototypes, tau=config.tau,
+            reg_weight=config.reg_weight, dropout=config.embedding_dropout,
+        )
+    elif config.model == "sasrec":
+        cfg = SASRecConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, layers=config.layers,
+            heads=config.heads, inner_dim=config.inner_dim, dropout=config.embedding_dropout,
+            attention_dropout=config.attention_dropout,
+        )
+    else:
+        raise ValueError(f"{config.model} is not a neural encoder")
+    return asdict(cfg)
+
+
+def build_encoder(name: str, arch: dict[str, Any]) -> SequenceEncoder:
+    """Instantiate encoder `name` from its architecture dict (as saved in a checkpoint)."""
+    cls, cfg_cls = ENCODERS[name]
+    return cls(cfg_cls(**arch))
+
+
+__all__ = [
+    "ENCODERS",
+    "SINE",
+    "EncoderOutput",
+    "MostPopular",
+    "SASRec",
+    "SequenceEncoder",
+    "build_encoder",
+    "model_config",
+]

@@ -1,0 +1,189 @@
+"""SINE: Sparse-Interest Network for sequential recommendation (Tan et al., WSDM 2021).
+
+One class, read top to bottom like the paper's section 3. Each step names the equation
+it implements, so ``grep "eq. (3)"`` finds it. Notation: B batch, S sequence length
+(<= n), D embedding size, L prototypes (concept pool), K activated interests.
+
+Choices where the paper is ambiguous or silent (also listed in docs/model.md):
+
+* **Padding.** Inputs are left-padded with item 0. Every softmax over positions
+  (eqs. 1, 4, 6) gives padded positions exactly zero weight, so padding never changes
+  the output (the paper has no padding; RecBole's SINE attends to it).
+* **Positions (eq. 4).** Learned positional embeddings indexed by recency (0 = most
+  recent click), added to the item embeddings for the per-interest attention only; the
+  interest embeddings of eq. (5) sum the plain item embeddings X_t.
+* **W_{k|1}, W_{k|2} (eq. 4)** are separate for each of the K interest slots (K x D x D
+  and K x D), as the superscript k reads. Slot k holds the k-th best-scoring prototype.
+* **W3 in eqs. (3) and (6)** is one shared matrix, as the paper writes it (same symbol,
+  same shape; RecBole makes the same choice).
+* **"Cosine" (eqs. 3 and 7).** The paper says eq. (3) compares LayerNorm'd vectors and
+  calls that cosine similarity. A dot product of two LayerNorm outputs is D times a
+  correlation (range +-D), which would make the softmax one-hot from the first step and
+  make tau of eq. (7) meaningless. We take the cosine literally: the LayerNorm outputs
+  are L2-normalised before the dot product, in eq. (3) and in eq. (7), where tau = 0.1
+  then "enforces the aggregator to select the most preferred intention" as described.
+* **Eq. (10).** C-bar is each prototype's mean over its D coordinates: M is the L x L
+  covariance between prototypes with the D coordinates as samples (DeCov, ref. [5]).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.models.base import (
+    EncoderOutput,
+    SequenceEncoder,
+    padding_mask,
+    recency_positions,
+)
+
+LAYER_NORM_EPS = 1e-8
+
+
+def attention_scores(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Self-attentive scores tanh(x W1) W2 (eqs. 1, 4, 6), up to a constant per column of W2.
+
+    tanh(y) = 2 sigmoid(2y) - 1, so tanh(x W1) W2 = sigmoid(x 2W1) 2W2 - sum(W2). The
+    constant -sum(W2) is the same for every position and cancels in the softmax over
+    positions that always follows, so the scores are computed as sigmoid(x 2W1) 2W2:
+    the same attention weights with two fewer passes over the widest activation, and
+    PyTorch's CPU sigmoid kernel is several times faster than its tanh.
+    """
+    return torch.sigmoid(x @ (2.0 * w1)) @ (2.0 * w2)
+
+
+@dataclass
+class SINEConfig:
+    num_items: int  # M
+    dim: int = 128  # D
+    max_len: int = 20  # n
+    interests: int = 4  # K
+    prototypes: int = 500  # L
+    tau: float = 0.1  # temperature of eq. (7)
+    reg_weight: float = 0.5  # lambda of eq. (11)
+    dropout: float = 0.0  # on item embeddings during training (not in the paper; off)
+
+
+class SINE(SequenceEncoder):
+    def __init__(self, config: SINEConfig):
+        super().__init__(config.num_items, config.dim)
+        if not 1 <= config.interests <= config.prototypes:
+            raise ValueError(f"need 1 <= K ({config.interests}) <= L ({config.prototypes})")
+        self.config = config
+        D, K, L = config.dim, config.interests, config.prototypes
+        self.dropout = nn.Dropout(config.dropout)
+        # eq. (1): self-attentive pooling of the sequence into a concept query z_u
+        self.w1 = nn.Linear(D, D, bias=False)
+        self.w2 = nn.Linear(D, 1, bias=False)
+        # eq. (2): the concept pool C (L prototypes)
+        self.prototypes = nn.Parameter(torch.empty(L, D))
+        # eq. (3): intention assignment
+        self.w3 = nn.Linear(D, D, bias=False)  # shared with eq. (6)
+        self.ln1 = nn.LayerNorm(D, eps=LAYER_NORM_EPS)
+        self.ln2 = nn.LayerNorm(D, eps=LAYER_NORM_EPS)
+        # eq. (4): per-interest, position-aware attention
+        self.position_embedding = nn.Embedding(config.max_len, D)
+        # the K matrices W_{k|1} (each D x D) side by side: one product applies all
+        self.wk1 = nn.Parameter(torch.empty(D, K * D))
+        self.wk2 = nn.Parameter(torch.empty(K, D))
+        # eq. (5)
+        self.ln3 = nn.LayerNorm(D, eps=LAYER_NORM_EPS)
+        # eq. (6): next-intention prediction
+        self.w4 = nn.Linear(D, 1, bias=False)
+        self.ln4 = nn.LayerNorm(D, eps=LAYER_NORM_EPS)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        std = 0.02
+        for weight in (
+            self.item_embedding.weight,
+            self.position_embedding.weight,
+            self.w1.weight,
+            self.w2.weight,
+            self.w3.weight,
+            self.w4.weight,
+            self.wk1,
+            self.wk2,
+        ):
+            nn.init.normal_(weight, std=std)
+        nn.init.normal_(self.prototypes, std=1.0 / math.sqrt(self.config.dim))
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def forward(self, clicks: torch.Tensor) -> EncoderOutput:
+        cfg = self.config
+        B, S = clicks.shape
+        D, K = cfg.dim, cfg.interests
+        padded = ~padding_mask(clicks).unsqueeze(-1)  # [B, S, 1]
+        X = self.item_embedding(clicks)  # [B, S, D]
+        if self.training and cfg.dropout > 0:
+            X = self.dropout(X)
+        # eq. (1) concept activation, step 1: a = softmax(tanh(X W1) W2), z_u = a^T X
+        a = attention_scores(X, self.w1.weight.T, self.w2.weight.T)  # [B, S, 1]
+        a = torch.softmax(a.masked_fill(padded, -math.inf), dim=1)
+        z = (a.transpose(1, 2) @ X).squeeze(1)  # [B, D]
+
+        # eq. (2) s^u = <C, z_u>; idx = rank(s^u, K); C^u = C(idx,:) * sigmoid(s^u(idx))
+        s = z @ self.prototypes.T  # [B, L]
+        top_scores, idx = torch.topk(s, K, dim=1)  # [B, K], K distinct indices
+        Cu = self.prototypes[idx] * torch.sigmoid(top_scores).unsqueeze(-1)  # [B, K, D]
+
+        # eq. (3) intention assignment P_{k|t}: cosine of LayerNorm_1(X_t W3), LayerNorm_2(C^u_k)
+        items_side = F.normalize(self.ln1(self.w3(X)), dim=-1)  # [B, S, D]
+        concept_side = F.normalize(self.ln2(Cu), dim=-1)  # [B, K, D]
+        P_kt = torch.softmax(items_side @ concept_side.transpose(1, 2), dim=-1)  # [B, S, K]
+
+        # eq. (4) attention weighting P_{t|k} = a^k_t, a^k = softmax(tanh(X W_{k|1}) W_{k|2}),
+        # positional embeddings added to X; all K slots at once (see attention_scores)
+        Xp = X + self.position_embedding(recency_positions(S, clicks.device))
+        hidden = torch.sigmoid(Xp @ (2.0 * self.wk1)).view(B, S, K, D)
+        scores_tk = (hidden * (2.0 * self.wk2)).sum(-1)  # [B, S, K]
+        P_tk = torch.softmax(scores_tk.masked_fill(padded, -math.inf), dim=1)  # [B, S, K]
+
+        # eq. (5) phi^k = LayerNorm_3(sum_t P_{k|t} P_{t|k} X_t)
+        weights = P_kt * P_tk  # [B, S, K]; zero at padding through P_tk
+        interests = self.ln3(weights.transpose(1, 2) @ X)  # [B, K, D]
+
+        # eq. (6) intention sequence X^ = P^u C^u; C_apt = LN_4(softmax(tanh(X^ W3) W4)^T X^)
+        X_hat = P_kt @ Cu  # [B, S, D]
+        b = attention_scores(X_hat, self.w3.weight.T, self.w4.weight.T)  # [B, S, 1]
+        b = torch.softmax(b.masked_fill(padded, -math.inf), dim=1)
+        C_apt = self.ln4((b.transpose(1, 2) @ X_hat).squeeze(1))  # [B, D]
+
+        # eq. (7) e_k = softmax_k(cos(C_apt, phi^k) / tau)
+        cosine = F.normalize(interests, dim=-1) @ F.normalize(C_apt, dim=-1).unsqueeze(-1)
+        e = torch.softmax(cosine.squeeze(-1) / cfg.tau, dim=-1)  # [B, K]
+
+        # eq. (8) v^u = sum_k e_k phi^k
+        user_vector = (e.unsqueeze(1) @ interests).squeeze(1)  # [B, D]
+        return EncoderOutput(
+            user_vector,
+            {
+                "interest_vectors": interests,
+                "interest_weights": e,
+                "concepts": idx,
+                "concept_attention": a.squeeze(-1),
+                "intention_assignment": P_kt,
+                "position_attention": P_tk.transpose(1, 2),
+            },
+        )
+
+    def covariance_loss(self) -> torch.Tensor:
+        """eq. (10): L_c = 1/2 (||M||_F^2 - ||diag(M)||_F^2), M = (C - C_bar)(C - C_bar)^T / D."""
+        # Computed without forming the L x L matrix M: ||A A^T||_F = ||A^T A||_F, so
+        # ||M||_F^2 = ||A^T A||_F^2 / D^2 with A = C - C_bar (a D x D product, L/D times
+        # cheaper), and diag(M)_i = ||A_i||^2 / D.
+        D = self.config.dim
+        centred = self.prototypes - self.prototypes.mean(dim=1, keepdim=True)
+        frobenius = (centred.T @ centred).pow(2).sum() / D**2
+        diagonal = (centred.pow(2).sum(dim=1) / D).pow(2).sum()
+        return 0.5 * (frobenius - diagonal)
+
+    def regularization(self) -> torch.Tensor:
+        """eq. (11): the lambda-weighted covariance term added to the likelihood loss."""
+        return self.config.reg_weight * self.covariance_loss()

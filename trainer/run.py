@@ -1,0 +1,256 @@
+"""A training run end to end, and the run directory it leaves behind.
+
+``sine train`` reads a log, splits it, trains, evaluates on both protocols and writes
+RUN_DIR atomically (built in a temporary directory beside it, renamed when complete):
+
+================== ==========================================================
+checkpoint.pt      best-epoch weights + model name + architecture (no pickle
+                   of code objects: loads with ``torch.load(weights_only=True)``)
+config.json        every training option, and where the data came from
+vocabulary.json    raw item ids, index i + 1 <-> entry i (0 is padding)
+popularity.npy     training clicks per item index (the pop baseline, cold start)
+metrics.json       valid / test / test_history_kept metrics, timings, history
+training_curves.png, concept_usage.png, train.log
+================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sine.atomic import atomic_write, staging_directory
+from sine.data.logs import LogColumns, filter_min_counts, read_log
+from sine.data.split import SplitData, leave_one_out
+from sine.data.vocabulary import ItemVocabulary
+from sine.errors import SineError
+from trainer import plots
+from trainer.config import TrainConfig
+from trainer.diagnostics import concept_usage
+from trainer.evaluate import evaluate_split
+from trainer.fit import FitResult, fit, resolve_device, scorer_of, seed_everything, use_bf16
+from trainer.models import SINE, MostPopular, SequenceEncoder, build_encoder, model_config
+
+log = logging.getLogger("sine.train")
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+VOCABULARY = "vocabulary.json"
+POPULARITY = "popularity.npy"
+METRICS = "metrics.json"
+
+
+@dataclass
+class Run:
+    """A trained run loaded back from its directory."""
+
+    path: Path
+    config: TrainConfig
+    info: dict[str, Any]  # config.json as a whole (data source, architecture)
+    vocabulary: ItemVocabulary
+    popularity: np.ndarray
+    encoder: SequenceEncoder | None  # None for the pop baseline
+    metrics: dict[str, Any]
+
+    def scorer(self):
+        if self.encoder is None:
+            return MostPopular(self.popularity).scores
+        return scorer_of(self.encoder)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_data(path: str | Path, config: TrainConfig, columns: LogColumns = LogColumns(),
+              sep: str | None = None, vocabulary: ItemVocabulary | None = None) -> SplitData:
+    """Read, filter and split a log as a run with `config` does."""
+    frame = read_log(path, columns, sep)
+    frame = filter_min_counts(frame, config.min_item_count, config.min_user_count)
+    return leave_one_out(frame, vocabulary)
+
+
+def evaluate_all(scorer, data: SplitData, max_len: int, device: torch.device) -> dict[str, Any]:
+    """valid and test (paper protocol: history removed) and test with history kept."""
+    return {
+        "valid": evaluate_split(scorer, data, "valid", max_len, device=device),
+        "test": evaluate_split(scorer, data, "test", max_len, device=device),
+        "test_history_kept": evaluate_split(scorer, data, "test", max_len, keep_history=True,
+                                            device=device),
+    }
+
+
+def train_run(
+    data_path: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    columns: LogColumns = LogColumns(),
+    sep: str | None = None,
+) -> dict[str, Any]:
+    """Train `config.model` on the log at `data_path`; write and return its metrics."""
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    data = load_data(data_path, config, columns, sep)
+    num_examples = int(np.maximum(data.train_lengths - 1, 0).sum())
+    log.info(
+        "%s: %s users, %s items, %s clicks; %s training examples, %s evaluated users",
+        data_path, f"{len(data.user_ids):,}", f"{data.num_items:,}", f"{len(data.items):,}",
+        f"{num_examples:,}", f"{len(data.eval_users):,}",
+    )
+    out_dir = Path(out_dir)
+    with staging_directory(out_dir) as staged:
+        handler = logging.FileHandler(staged / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("sine").addHandler(handler)
+        try:
+            metrics = _train_into(staged, data, data_path, config, columns, sep, device, started)
+        finally:
+            logging.getLogger("sine").removeHandler(handler)
+            handler.close()
+    log.info("wrote %s", out_dir)
+    return metrics
+
+
+def _train_into(staged: Path, data: SplitData, data_path, config: TrainConfig, columns: LogColumns,
+                sep: str | None, device: torch.device, started: float) -> dict[str, Any]:
+    popularity = data.train_item_counts()
+    info: dict[str, Any] = {
+        "train": config.to_dict(),
+        "data": {
+            "path": str(data_path),
+            "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp},
+            "sep": sep,
+            "fingerprint": data.fingerprint,
+        },
+    }
+    seed_everything(config.seed)
+    if config.model == "pop":
+        encoder = None
+        scorer = MostPopular(popularity).scores
+        result = FitResult(best_epoch=0, epochs=0)
+    else:
+        arch = model_config(config, data.num_items)
+        info["architecture"] = arch
+        encoder = build_encoder(config.model, arch)
+
+        def save_checkpoint(model: SequenceEncoder, epoch: int) -> None:
+            _save_checkpoint(staged / CHECKPOINT, config.model, arch, model, epoch)
+
+        result = fit(encoder, data, config, device, on_improvement=save_checkpoint)
+        scorer = scorer_of(encoder)
+
+    metrics: dict[str, Any] = {"model": config.model, "seed": config.seed}
+    metrics.update(evaluate_all(scorer, data, config.max_len, device))
+    if isinstance(encoder, SINE):
+        valid_inputs = data.evaluation_set("valid", config.max_len).inputs
+        metrics["concepts"] = concept_usage(encoder, valid_inputs, device=device)
+    metrics.update({
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.train_seconds, 3),
+        "examples_per_second": round(result.examples_per_second, 1),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "interrupted": result.interrupted,
+        "dataset": {
+            "path": str(data_path),
+            "fingerprint": data.fingerprint,
+            "users": len(data.user_ids),
+            "items": data.num_items,
+            "clicks": len(data.items),
+            "train_examples": int(np.maximum(data.train_lengths - 1, 0).sum()),
+            "evaluated_users": len(data.eval_users),
+        },
+        "loss": result.loss_kind if encoder is not None else None,
+        "bf16_products": bool(encoder is not None and use_bf16(config, device)),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "config": config.to_dict(),
+        "history": [_without_counts(h) for h in result.history],
+    })
+    log.info(
+        "test (history removed): hr@10 %.4f hr@50 %.4f ndcg@10 %.4f | history kept: hr@10 %.4f "
+        "hr@50 %.4f ndcg@10 %.4f", metrics["test"]["hr@10"], metrics["test"]["hr@50"],
+        metrics["test"]["ndcg@10"], metrics["test_history_kept"]["hr@10"],
+        metrics["test_history_kept"]["hr@50"], metrics["test_history_kept"]["ndcg@10"],
+    )
+
+    atomic_write(staged / CONFIG, json.dumps(info, indent=2))
+    data.vocabulary.save(staged / VOCABULARY)
+    np.save(staged / POPULARITY, popularity, allow_pickle=False)
+    atomic_write(staged / METRICS, json.dumps(metrics, indent=2))
+    if result.history:
+        title = f"{config.model} on {Path(str(data_path)).name}"
+        plots.training_curves(result.history, result.best_epoch, title,
+                              staged / "training_curves.png")
+        if isinstance(encoder, SINE):
+            plots.concept_usage(result.history, result.best_epoch, config.prototypes,
+                                staged / "concept_usage.png")
+    return metrics
+
+
+def _without_counts(record: dict[str, Any]) -> dict[str, Any]:
+    if "concepts" not in record:
+        return record
+    concepts = {k: v for k, v in record["concepts"].items() if k != "concept_counts"}
+    return {**record, "concepts": concepts}
+
+
+def _save_checkpoint(path: Path, name: str, arch: dict[str, Any], model: SequenceEncoder,
+                     epoch: int) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"model": name, "architecture": arch, "epoch": epoch, "state_dict": state}, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Load a run directory written by `train_run`; errors name the missing piece."""
+    path = Path(path)
+    if not path.is_dir():
+        raise SineError(f"{path}: not a run directory (train one with `sine train`)")
+    for name in (CONFIG, VOCABULARY, POPULARITY):
+        if not (path / name).is_file():
+            raise SineError(f"{path}: incomplete run, {name} is missing")
+    info = json.loads((path / CONFIG).read_text())
+    config = TrainConfig.from_dict(info["train"])
+    encoder = None
+    if config.model != "pop":
+        if not (path / CHECKPOINT).is_file():
+            raise SineError(f"{path}: incomplete run, {CHECKPOINT} is missing")
+        checkpoint = torch.load(path / CHECKPOINT, map_location=device, weights_only=True)
+        encoder = build_encoder(checkpoint["model"], checkpoint["architecture"])
+        encoder.load_state_dict(checkpoint["state_dict"])
+        encoder.to(device).eval()
+    metrics_path = path / METRICS
+    return Run(
+        path=path,
+        config=config,
+        info=info,
+        vocabulary=ItemVocabulary.load(path / VOCABULARY),
+        popularity=np.load(path / POPULARITY, allow_pickle=False),
+        encoder=encoder,
+        metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+    )
