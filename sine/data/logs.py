@@ -139,8 +139,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _parse_timestamps(values: pd.Series, path: Path, first_line: int) -> pd.Series:
     """Numbers stay numbers; date strings become Unix seconds (float64)."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values.astype("int64") / 1e9
-        return parsed.astype("float64")
+        return _unix_seconds(values)
     if pd.api.types.is_numeric_dtype(values) and not values.isna().any():
         return values.astype("float64")
     numbers = pd.to_numeric(values, errors="coerce")
@@ -154,7 +153,7 @@ def _parse_timestamps(values: pd.Series, path: Path, first_line: int) -> pd.Seri
                     f"{path}: unparsable timestamp {values.iloc[row]!r} at "
                     f"{_where(row, first_line)}"
                 )
-            return (dates.astype("int64") / 1e9).astype("float64")
+            return _unix_seconds(dates)
         row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
         raise DataError(
             f"{path}: unparsable timestamp {values.iloc[row]!r} at {_where(row, first_line)} "
@@ -164,6 +163,13 @@ def _parse_timestamps(values: pd.Series, path: Path, first_line: int) -> pd.Seri
         row = int(np.flatnonzero(~np.isfinite(numbers.to_numpy(dtype="float64")))[0])
         raise DataError(f"{path}: non-finite timestamp at {_where(row, first_line)}")
     return numbers.astype("float64")
+
+
+def _unix_seconds(dates: pd.Series) -> pd.Series:
+    """Seconds since 1970 (float), whatever the datetime resolution pandas chose."""
+    if dates.dt.tz is None:
+        dates = dates.dt.tz_localize("UTC")
+    return ((dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64")
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

@@ -25,6 +25,7 @@ class ItemVocabulary:
     def __init__(self, ids: Sequence[str]):
         self.ids: list[str] = [str(i) for i in ids]
         self._index = {item: position + 1 for position, item in enumerate(self.ids)}
+        self._pandas_index: pd.Index | None = None
         if len(self._index) != len(self.ids):
             raise DataError("item vocabulary has duplicate ids")
 
@@ -52,8 +53,13 @@ class ItemVocabulary:
 
     def encode_column(self, items: pd.Series) -> np.ndarray:
         """Vectorised `encode` for a whole log column."""
-        codes = pd.Categorical(items, categories=self.ids).codes.astype(np.int64)
-        return codes + 1  # -1 (unknown) becomes PADDING
+        positions = self._id_index().get_indexer(items.astype(str))
+        return positions.astype(np.int64) + 1  # -1 (unknown) becomes PADDING
+
+    def _id_index(self) -> pd.Index:
+        if self._pandas_index is None:
+            self._pandas_index = pd.Index(self.ids)
+        return self._pandas_index
 
     def decode(self, indices: Iterable[int]) -> list[str]:
         return [self.ids[i - 1] for i in indices]
