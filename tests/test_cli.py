@@ -50,7 +50,8 @@ def test_config_file_then_flags(tmp_path, synthetic_csv):
 
 def test_evaluate_reproduces_the_training_metrics(tmp_path, synthetic_csv):
     out = tmp_path / "run"
-    assert runner.invoke(app, ["train", "-d", str(synthetic_csv), "-o", str(out), "--model", "pop"]).exit_code == 0
+    trained = runner.invoke(app, ["train", "-d", str(synthetic_csv), "-o", str(out), "--model", "pop"])
+    assert trained.exit_code == 0
     report = tmp_path / "eval.json"
     result = runner.invoke(app, ["evaluate", str(out), "--out", str(report)])
     assert result.exit_code == 0, result.stderr
