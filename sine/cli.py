@@ -208,6 +208,55 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     typer.echo("\n".join(lines))
 
 
+# -------------------------------------------------------------------------- export
+
+
+@app.command("export", no_args_is_help=True)
+@user_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `sine train` (sine or sasrec)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write (atomically)."),
+) -> None:
+    """Export a trained run as a model bundle: ONNX user encoder, item table, manifest."""
+    from trainer.export import export_bundle
+
+    bundle = export_bundle(run_dir, out)
+    typer.echo(f"bundle {bundle.version}: {bundle.num_items:,} items, D={bundle.dim} -> {out}")
+
+
+# --------------------------------------------------------------------- build-index
+
+
+@app.command("build-index", no_args_is_help=True)
+@user_errors
+def build_index(
+    bundle_dir: Path = typer.Argument(..., help="Bundle directory written by `sine export`."),
+    index_type: str = typer.Option(
+        "auto", "--type", help="auto, flat (exact), hnsw, ivf or ivfpq; auto picks by catalog size."),
+    gpu: str = typer.Option("auto", help="Build and search on a GPU: auto (when faiss has one), on, off."),
+    target_recall: float = typer.Option(
+        0.99, help="Raise efSearch / nprobe until recall@50 against exact search reaches this."),
+    recall_floor: float = typer.Option(
+        0.95, help="Refuse to publish an index whose recall@50 is below this."),
+    force: bool = typer.Option(False, help="Publish even below the recall floor."),
+    out: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--out", "-o", help="Write the indexed bundle here instead of replacing BUNDLE_DIR."),
+    threads: int = typer.Option(0, help="faiss threads (0: all cores)."),
+) -> None:
+    """Add a faiss index to a bundle, with recall and latency measured against exact search."""
+    from index_builder.build import build_for_bundle
+
+    if not 0 < recall_floor <= 1 or not 0 < target_recall <= 1:
+        raise SineError("--target-recall and --recall-floor must be in (0, 1]")
+    bundle = build_for_bundle(bundle_dir, index_type, gpu, target_recall, recall_floor, force, out,
+                              threads)
+    index = bundle.manifest["index"]
+    recall = ", ".join(f"{k} {v:.4f}" for k, v in index["recall"].items())
+    typer.echo(f"{index['type']} index on {index['built_on']}: {recall}; "
+               f"{index['latency']['batch1_p50_ms']:.3f} ms per query "
+               f"(exact: {index['exact_latency']['batch1_p50_ms']:.3f} ms) -> {bundle.path}")
+
+
 # --------------------------------------------------------------------------- synth
 
 

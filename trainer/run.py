@@ -9,6 +9,7 @@ checkpoint.pt      best-epoch weights + model name + architecture (no pickle
 config.json        every training option, and where the data came from
 vocabulary.json    raw item ids, index i + 1 <-> entry i (0 is padding)
 popularity.npy     training clicks per item index (the pop baseline, cold start)
+sample_queries.npy validation click windows of up to 5,000 users (export checks, recall)
 metrics.json       valid / test / test_history_kept metrics, timings, history
 training_curves.png, concept_usage.png, train.log
 ================== ==========================================================
@@ -47,6 +48,8 @@ CONFIG = "config.json"
 VOCABULARY = "vocabulary.json"
 POPULARITY = "popularity.npy"
 METRICS = "metrics.json"
+SAMPLE_QUERIES = "sample_queries.npy"
+SAMPLE_QUERY_USERS = 5000
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Run:
     popularity: np.ndarray
     encoder: SequenceEncoder | None  # None for the pop baseline
     metrics: dict[str, Any]
+    sample_queries: np.ndarray  # [Q, n] validation click windows
 
     def scorer(self):
         if self.encoder is None:
@@ -198,6 +202,9 @@ def _train_into(staged: Path, data: SplitData, data_path, config: TrainConfig, c
     atomic_write(staged / CONFIG, json.dumps(info, indent=2))
     data.vocabulary.save(staged / VOCABULARY)
     np.save(staged / POPULARITY, popularity, allow_pickle=False)
+    valid_inputs = data.evaluation_set("valid", config.max_len).inputs
+    chosen = np.random.default_rng(config.seed).permutation(len(valid_inputs))[:SAMPLE_QUERY_USERS]
+    np.save(staged / SAMPLE_QUERIES, valid_inputs[np.sort(chosen)], allow_pickle=False)
     atomic_write(staged / METRICS, json.dumps(metrics, indent=2))
     if result.history:
         title = f"{config.model} on {Path(str(data_path)).name}"
@@ -253,4 +260,6 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         popularity=np.load(path / POPULARITY, allow_pickle=False),
         encoder=encoder,
         metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+        sample_queries=(np.load(path / SAMPLE_QUERIES, allow_pickle=False)
+                        if (path / SAMPLE_QUERIES).is_file() else np.zeros((0, config.max_len), np.int64)),
     )

@@ -39,7 +39,8 @@ def recency_positions(seq_len: int, device: torch.device) -> torch.Tensor:
     whatever the length of the padded input, so a sequence padded to 20 and the same
     sequence passed unpadded (as the service may) produce the same user vector.
     """
-    return torch.arange(seq_len - 1, -1, -1, device=device)
+    # (written as n - 1 - arange(n): a descending arange exports to an empty ONNX Range)
+    return (seq_len - 1) - torch.arange(seq_len, device=device)
 
 
 class SequenceEncoder(nn.Module):

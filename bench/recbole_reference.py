@@ -1,0 +1,109 @@
+"""Reference runs of the public library RecBole 1.2.1 under our protocol (not our code).
+
+Runs in its own virtual environment, because RecBole pins its own dependency set:
+
+    python3 -m venv .venv-recbole
+    .venv-recbole/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "pandas<2.2" "scipy<1.14"
+
+then, from the repository root,
+
+    .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \
+        --model SINE --epochs 1 --out bench/results/recbole_sine_beauty.json
+
+converts the log to RecBole's atomic format in a temporary directory, trains with n=20,
+D=64, CE over all items, batch 256, Adam 1e-3, early stopping on valid NDCG@10, and
+writes seconds per epoch and, when `--epochs` lets it finish, test metrics. RecBole's
+sequential models switch on autograd anomaly detection when imported; it is switched
+off again here, as in the issue's reference figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def convert(log: Path, workdir: Path, name: str) -> None:
+    target = workdir / name
+    target.mkdir(parents=True)
+    opener = gzip.open if log.suffix == ".gz" else open
+    with opener(log, "rt") as src, open(target / f"{name}.inter", "w") as dst:
+        header = src.readline().strip().split(",")
+        assert header[:3] == ["user_id", "item_id", "timestamp"], header
+        dst.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        for line in src:
+            dst.write("\t".join(line.strip().split(",")[:3]) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", default="SINE", choices=["SINE", "SASRec"])
+    parser.add_argument("--epochs", type=int, default=1, help="1 = time one epoch only")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timed-epochs", type=int, default=1,
+                        help="epochs to time when --epochs 1 (the median is reported)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    torch.autograd.set_detect_anomaly(False)  # RecBole turns it on at import
+    torch.set_num_threads(args.threads)
+
+    name = args.data.name.split(".")[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        convert(args.data, Path(tmp), name)
+        config = Config(model=args.model, dataset=name, config_dict={
+            "data_path": tmp,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "MAX_ITEM_LIST_LENGTH": 20,
+            "embedding_size": 64, "hidden_size": 64,
+            "train_batch_size": 256, "eval_batch_size": 2048,
+            "learning_rate": 1e-3, "loss_type": "CE", "train_neg_sample_args": None,
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
+                          "group_by": "user"},
+            "metrics": ["Hit", "NDCG"], "topk": [10, 20, 50], "valid_metric": "NDCG@10",
+            "epochs": args.epochs, "stopping_step": 10, "seed": args.seed,
+            "reproducibility": True, "device": "cpu", "use_gpu": False, "show_progress": False,
+            "checkpoint_dir": str(Path(tmp) / "saved"), "log_wandb": False,
+        })
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        torch.autograd.set_detect_anomaly(False)
+        model = get_model(config["model"])(config, train_data.dataset).to("cpu")
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        result: dict = {"library": "recbole 1.2.1", "model": args.model, "dataset": str(args.data),
+                        "threads": args.threads, "train_examples": len(train_data.dataset)}
+        if args.epochs == 1:
+            times = []
+            for epoch in range(args.timed_epochs):
+                start = time.perf_counter()
+                trainer._train_epoch(train_data, epoch_idx=epoch, show_progress=False)
+                times.append(time.perf_counter() - start)
+            times.sort()
+            result["epoch_seconds"] = times
+            result["epoch_seconds_median"] = times[len(times) // 2]
+            result["examples_per_second"] = result["train_examples"] / result["epoch_seconds_median"]
+        else:
+            start = time.perf_counter()
+            trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+            result["train_seconds"] = time.perf_counter() - start
+            result["best_valid"] = trainer.best_valid_result
+            result["test_history_kept"] = trainer.evaluate(test_data, load_best_model=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float))
+    print(json.dumps(result, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

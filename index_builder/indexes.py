@@ -1,0 +1,213 @@
+"""faiss indexes over the item table: which one, how it is built, searched and loaded.
+
+Every index scores by inner product, the score the model was trained with (eq. 9), so
+the scores returned to users are the model's own. Types:
+
+========= ======================================================= =====================
+flat      exact search (IndexFlatIP)                              small catalogs
+hnsw      graph search (IndexHNSWFlat, M=32), efSearch tuned      up to ~200k items
+ivf       inverted lists (IndexIVFFlat, sqrt-sized), nprobe tuned 200k+ items; GPU
+ivfpq     IVF + product quantisation, exact re-ranking of         millions of items
+          the candidates (IndexRefineFlat), nprobe tuned
+========= ======================================================= =====================
+
+`auto` picks by catalog size (`choose_type` says why). On a machine where faiss has GPU
+support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU
+(HNSW has no faiss GPU implementation: `auto` picks ivf there instead).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sine.errors import SineError
+
+TYPES = ("flat", "hnsw", "ivf", "ivfpq")
+FLAT_MAX_ITEMS = 10_000
+HNSW_MAX_ITEMS = 200_000
+IVF_MAX_ITEMS = 5_000_000
+GPU_FLAT_MAX_ITEMS = 100_000
+
+
+def faiss_module():
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss is a dependency of the index extra
+        raise SineError("faiss is not installed: pip install faiss-cpu (or faiss-gpu)") from None
+    return faiss
+
+
+def gpu_count() -> int:
+    faiss = faiss_module()
+    if not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    return int(faiss.get_num_gpus())
+
+
+def use_gpu(mode: str) -> bool:
+    """Resolve --gpu auto|on|off against what faiss can do here."""
+    if mode not in ("auto", "on", "off"):
+        raise SineError(f"--gpu must be auto, on or off, not {mode!r}")
+    available = gpu_count() > 0
+    if mode == "on" and not available:
+        raise SineError("--gpu on, but this faiss has no GPU support or sees no GPU "
+                        "(install faiss-gpu on a machine with a CUDA GPU)")
+    return mode != "off" and available
+
+
+def choose_type(num_items: int, gpu: bool) -> tuple[str, str]:
+    """(index type, the reason) for `--type auto`."""
+    if gpu:
+        if num_items <= GPU_FLAT_MAX_ITEMS:
+            return "flat", f"{num_items:,} items <= {GPU_FLAT_MAX_ITEMS:,}: exact search is fast on a GPU"
+        if num_items <= IVF_MAX_ITEMS:
+            return "ivf", f"{num_items:,} items on a GPU: IVF-Flat (faiss has no GPU HNSW)"
+        return "ivfpq", f"{num_items:,} items > {IVF_MAX_ITEMS:,}: IVF-PQ keeps the index in memory"
+    if num_items <= FLAT_MAX_ITEMS:
+        return "flat", f"{num_items:,} items <= {FLAT_MAX_ITEMS:,}: exact search is cheap enough"
+    if num_items <= HNSW_MAX_ITEMS:
+        return "hnsw", (f"{FLAT_MAX_ITEMS:,} < {num_items:,} items <= {HNSW_MAX_ITEMS:,}: HNSW answers "
+                        "a query in far less than an exact scan, at tunable recall")
+    if num_items <= IVF_MAX_ITEMS:
+        return "ivf", (f"{HNSW_MAX_ITEMS:,} < {num_items:,} items <= {IVF_MAX_ITEMS:,}: IVF builds much "
+                       "faster than HNSW at this size, at tunable recall")
+    return "ivfpq", f"{num_items:,} items > {IVF_MAX_ITEMS:,}: IVF-PQ keeps the index in memory"
+
+
+@dataclass
+class IndexSpec:
+    """An index type with its build and search parameters (as recorded in the manifest)."""
+
+    type: str
+    build: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "build": dict(self.build), "search": dict(self.search)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IndexSpec:
+        if values.get("type") not in TYPES:
+            raise SineError(f"unknown index type {values.get('type')!r}")
+        return cls(values["type"], dict(values.get("build", {})), dict(values.get("search", {})))
+
+
+def default_spec(kind: str, num_items: int, dim: int) -> IndexSpec:
+    if kind == "flat":
+        return IndexSpec("flat")
+    if kind == "hnsw":
+        return IndexSpec("hnsw", {"M": 32, "efConstruction": 200}, {"efSearch": 64})
+    nlist = int(2 ** round(math.log2(max(16, 4 * math.sqrt(num_items)))))
+    nlist = max(1, min(nlist, num_items // 39))  # faiss wants >= 39 training points per list
+    if kind == "ivf":
+        return IndexSpec("ivf", {"nlist": nlist}, {"nprobe": 8})
+    if kind == "ivfpq":
+        m = next(m for m in (dim // 2, dim // 4, 16, 8, 4, 2, 1) if m >= 1 and dim % m == 0)
+        # each sub-quantiser trains 2**nbits centroids and wants >= 39 points per centroid
+        nbits = int(max(1, min(8, math.floor(math.log2(max(2, num_items / 39))))))
+        return IndexSpec("ivfpq", {"nlist": nlist, "m": m, "nbits": nbits}, {"nprobe": 8, "k_factor": 4})
+    raise SineError(f"unknown index type {kind!r}; choose one of {', '.join(TYPES)}")
+
+
+def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: int = 0):
+    """Build and fill an index of `spec` over `vectors` ([N, D] float32); CPU or GPU."""
+    faiss = faiss_module()
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    ip = faiss.METRIC_INNER_PRODUCT
+    if spec.type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif spec.type == "hnsw":
+        if gpu:
+            raise SineError("faiss has no GPU HNSW index; use --type ivf or flat with --gpu on")
+        index = faiss.IndexHNSWFlat(dim, int(spec.build["M"]), ip)
+        index.hnsw.efConstruction = int(spec.build["efConstruction"])
+    elif spec.type == "ivf":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, int(spec.build["nlist"]), ip)
+    elif spec.type == "ivfpq":
+        quantizer = faiss.IndexFlatIP(dim)
+        pq = faiss.IndexIVFPQ(quantizer, dim, int(spec.build["nlist"]), int(spec.build["m"]),
+                              int(spec.build["nbits"]), ip)
+        index = faiss.IndexRefineFlat(pq)
+    else:
+        raise SineError(f"unknown index type {spec.type!r}")
+    if gpu:
+        index = to_gpu(index)
+    if not index.is_trained:
+        ivf = _ivf_part(index)
+        if ivf is not None:
+            ivf.cp.seed = seed
+        index.train(vectors)
+    index.add(vectors)
+    set_search_params(index, spec)
+    return index
+
+
+def _ivf_part(index):
+    faiss = faiss_module()
+    for candidate in (index, getattr(index, "base_index", None)):
+        if candidate is None:
+            continue
+        try:
+            return faiss.extract_index_ivf(candidate)
+        except RuntimeError:
+            continue
+    return None
+
+
+def set_search_params(index, spec: IndexSpec) -> None:
+    """Apply efSearch / nprobe / k_factor (they are not all persisted by faiss)."""
+    faiss = faiss_module()
+    if spec.type == "hnsw":
+        faiss.downcast_index(index).hnsw.efSearch = int(spec.search["efSearch"])
+    elif spec.type in ("ivf", "ivfpq"):
+        ivf = _ivf_part(index)
+        if ivf is not None:
+            ivf.nprobe = int(spec.search["nprobe"])
+        if spec.type == "ivfpq" and hasattr(index, "k_factor"):
+            faiss.downcast_index(index).k_factor = float(spec.search.get("k_factor", 4))
+        if hasattr(index, "setNumProbes"):  # GPU IVF
+            index.setNumProbes(int(spec.search["nprobe"]))
+
+
+_GPU_RESOURCES = None
+
+
+def to_gpu(index):
+    """Move an index to GPU 0 (flat and IVF types); the caller checked `use_gpu`."""
+    global _GPU_RESOURCES
+    faiss = faiss_module()
+    if _GPU_RESOURCES is None:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
+
+
+def to_cpu(index):
+    faiss = faiss_module()
+    return faiss.index_gpu_to_cpu(index) if hasattr(index, "getDevice") else index
+
+
+def serialize(index) -> bytes:
+    faiss = faiss_module()
+    return faiss.serialize_index(to_cpu(index)).tobytes()
+
+
+def load_index(data: bytes, spec: IndexSpec, gpu: bool = False):
+    """Deserialize an index written by `serialize`, set its search parameters, optionally on GPU."""
+    faiss = faiss_module()
+    try:
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    except RuntimeError as exc:
+        raise SineError(f"cannot read the faiss index: {str(exc).splitlines()[0]}") from None
+    if gpu and spec.type != "hnsw":
+        index = to_gpu(index)
+    set_search_params(index, spec)
+    return index
+
+
+def exact_index(vectors: np.ndarray, gpu: bool = False):
+    return build_index(IndexSpec("flat"), vectors, gpu)

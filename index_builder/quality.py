@@ -1,0 +1,56 @@
+"""Recall against exact search, and query latency: measured, never assumed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+RECALL_CUTOFFS = (10, 50, 100)
+
+
+def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / k (ids as returned by faiss)."""
+    a, e = approx[:, :k], exact[:, :k]
+    hits = (a[:, :, None] == e[:, None, :]).any(axis=2) & (a >= 0)
+    return float(hits.sum(axis=1).mean() / k)
+
+
+def recalls(index, queries: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """recall@10/50/100 of `index`, each from a search for exactly k results.
+
+    (A search for 100 results and its first 50 would overstate recall@50: HNSW explores
+    max(efSearch, k) candidates and a refined IVF-PQ re-ranks k_factor * k of them.)
+    """
+    out = {}
+    for k in RECALL_CUTOFFS:
+        if k <= exact.shape[1]:
+            _, ids = index.search(queries, k)
+            out[f"recall@{k}"] = recall_at(ids, exact, k)
+    return out
+
+
+def latency(index, queries: np.ndarray, k: int = 50, singles: int = 300, batch: int = 64,
+            repeats: int = 3) -> dict[str, float]:
+    """Milliseconds per query: single queries (p50, p99) and batches of `batch` (per query)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    chosen = queries[: min(singles, len(queries))]
+    index.search(chosen[:8], k)  # warm up
+    single = []
+    for q in chosen:
+        start = time.perf_counter()
+        index.search(q[None, :], k)
+        single.append(time.perf_counter() - start)
+    per_batch = []
+    n_batches = max(1, min(len(queries) // batch, 20))
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for b in range(n_batches):
+            index.search(queries[b * batch : (b + 1) * batch], k)
+        per_batch.append((time.perf_counter() - start) / (n_batches * min(batch, len(queries))))
+    single_ms = np.array(single) * 1e3
+    return {
+        "batch1_p50_ms": float(np.median(single_ms)),
+        "batch1_p99_ms": float(np.percentile(single_ms, 99)),
+        f"batch{batch}_per_query_ms": float(min(per_batch) * 1e3),
+    }

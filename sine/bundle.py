@@ -1,0 +1,383 @@
+"""The model bundle: the one versioned artifact between training and serving.
+
+This module is its only reader and writer (../shared/DESIGN.md, section 3); the
+exporter, the index builder, the service and the retrain job all go through it. It is
+torch-free: numpy and the standard library only.
+
+A bundle is a directory:
+
+===================== =================================================================
+manifest.json         format version, bundle version, model and hyper-parameters, D, n,
+                      item count, training-data fingerprint, metrics, creation time, the
+                      sha256 and size of every other file, and the index section once built
+items.json            raw item ids; row r of every item-shaped array is item index r + 1
+item_embeddings.npy   float32 [M, D], the table scores are inner products with
+popularity.npy        int64 [M], training clicks per item (cold-start fallback)
+user_encoder.onnx     clicks [batch, seq] int64, left-padded with 0 -> user_vector [batch, D]
+sample_queries.npy    int64 [Q, n], validation click windows: recall checks and smoke tests
+index.faiss           (after `sine build-index`) the faiss index over item_embeddings
+===================== =================================================================
+
+Reading verifies everything before anything is used: the format version is known,
+every listed file exists with its checksum and size, shapes agree with the manifest,
+and arrays load with ``allow_pickle=False``. Writing is atomic: a bundle is built in a
+temporary directory beside its target, verified by reading it back, then renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sine.atomic import fsync_directory, staging_directory
+from sine.errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ITEMS = "items.json"
+ITEM_EMBEDDINGS = "item_embeddings.npy"
+POPULARITY = "popularity.npy"
+ENCODER = "user_encoder.onnx"
+SAMPLE_QUERIES = "sample_queries.npy"
+INDEX = "index.faiss"
+REQUIRED_FILES = (ITEMS, ITEM_EMBEDDINGS, POPULARITY, ENCODER, SAMPLE_QUERIES)
+
+ENCODER_INPUT = "clicks"
+ENCODER_OUTPUT = "user_vector"
+PADDING = 0
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_version(created: datetime) -> str:
+    """A sortable, unique bundle version: creation time plus a random suffix."""
+    return f"{created:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Bundle:
+    """A verified bundle, loaded. Arrays are read-only views of what is on disk."""
+
+    path: Path
+    manifest: dict[str, Any]
+    items: list[str]
+    item_embeddings: np.ndarray  # [M, D] float32
+    popularity: np.ndarray  # [M] int64
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.manifest["max_len"])
+
+    @property
+    def num_items(self) -> int:
+        return int(self.manifest["num_items"])
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.path / ENCODER
+
+    @property
+    def index_path(self) -> Path | None:
+        return self.path / INDEX if INDEX in self.manifest["files"] else None
+
+    def sample_queries(self) -> np.ndarray:
+        return _load_array(self.path / SAMPLE_QUERIES, np.int64, 2)
+
+
+def write_bundle(
+    target: str | Path,
+    *,
+    model: str,
+    hyperparameters: Mapping[str, Any],
+    max_len: int,
+    items: list[str],
+    item_embeddings: np.ndarray,
+    popularity: np.ndarray,
+    encoder_onnx: bytes,
+    sample_queries: np.ndarray,
+    data_fingerprint: str,
+    metrics: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Bundle:
+    """Write a complete bundle to `target` atomically and return it, read back and verified."""
+    item_embeddings = np.ascontiguousarray(item_embeddings, dtype=np.float32)
+    if item_embeddings.ndim != 2 or len(item_embeddings) != len(items):
+        raise BundleError(f"item_embeddings must be [{len(items)}, D], got {item_embeddings.shape}")
+    popularity = np.asarray(popularity, dtype=np.int64)
+    if popularity.shape != (len(items),):
+        raise BundleError(f"popularity must have {len(items)} entries, got {popularity.shape}")
+    sample_queries = np.asarray(sample_queries, dtype=np.int64)
+    created = datetime.now(UTC).replace(microsecond=0)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "version": new_version(created),
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+        "model": model,
+        "hyperparameters": dict(hyperparameters),
+        "dim": int(item_embeddings.shape[1]),
+        "max_len": int(max_len),
+        "num_items": len(items),
+        "padding": "left",
+        "data_fingerprint": data_fingerprint,
+        "metrics": dict(metrics),
+        "encoder": {"input": ENCODER_INPUT, "output": ENCODER_OUTPUT},
+        **(dict(extra) if extra else {}),
+    }
+    with staging_directory(target) as staged:
+        (staged / ITEMS).write_text(json.dumps(items, ensure_ascii=False))
+        np.save(staged / ITEM_EMBEDDINGS, item_embeddings, allow_pickle=False)
+        np.save(staged / POPULARITY, popularity, allow_pickle=False)
+        (staged / ENCODER).write_bytes(encoder_onnx)
+        np.save(staged / SAMPLE_QUERIES, sample_queries, allow_pickle=False)
+        _seal(staged, manifest)
+        read_bundle(staged)  # verify before publishing
+    return read_bundle(target)
+
+
+def add_to_bundle(source: str | Path, target: str | Path, files: Mapping[str, bytes],
+                  manifest_updates: Mapping[str, Any]) -> Bundle:
+    """Copy bundle `source` to `target` (may be the same path) with extra files and manifest keys.
+
+    Used by the index builder: the bundle is verified first, the copy gets a new version
+    (its content differs), and the result replaces `target` atomically.
+    """
+    bundle = read_bundle(source)
+    manifest = json.loads(json.dumps(bundle.manifest))
+    manifest.update(manifest_updates)
+    manifest["parent_version"] = bundle.version
+    created = datetime.now(UTC).replace(microsecond=0)
+    manifest["version"] = new_version(created)
+    with staging_directory(target) as staged:
+        for name in manifest["files"]:
+            if name not in files:
+                shutil.copy2(bundle.path / name, staged / name)
+        for name, content in files.items():
+            (staged / name).write_bytes(content)
+        manifest["files"] = {}
+        _seal(staged, manifest)
+        read_bundle(staged)
+    return read_bundle(target)
+
+
+def _seal(directory: Path, manifest: dict[str, Any]) -> None:
+    """Record size and sha256 of every file in `directory`, then write the manifest."""
+    manifest["files"] = {
+        f.name: {"sha256": sha256_of(f), "bytes": f.stat().st_size}
+        for f in sorted(directory.iterdir())
+        if f.is_file() and f.name != MANIFEST
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest alone, checked for format version and the keys every bundle has."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path}: no bundle here (not a directory)")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{path}: not a bundle, {MANIFEST} is missing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: {MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: {MANIFEST} is not a JSON object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: unknown bundle format version {version!r}; this release reads version "
+            f"{FORMAT_VERSION} (re-export the model with this release)"
+        )
+    for key in ("version", "model", "dim", "max_len", "num_items", "files"):
+        if key not in manifest:
+            raise BundleError(f"{path}: {MANIFEST} lacks {key!r}")
+    return manifest
+
+
+def verify_files(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Every required and listed file exists with the recorded size and sha256."""
+    listed = manifest["files"]
+    for name in REQUIRED_FILES:
+        if name not in listed:
+            raise BundleError(f"{path}: {MANIFEST} does not list the required file {name}")
+    for name, meta in listed.items():
+        if Path(name).name != name:
+            raise BundleError(f"{path}: file name {name!r} in {MANIFEST} is not a plain name")
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{path}: {name} is missing")
+        if file.stat().st_size != meta.get("bytes"):
+            raise BundleError(f"{path}: {name} has {file.stat().st_size} bytes, the manifest says "
+                              f"{meta.get('bytes')} (truncated or replaced?)")
+        if sha256_of(file) != meta.get("sha256"):
+            raise BundleError(f"{path}: checksum mismatch for {name} (corrupted or tampered with)")
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Load and verify a bundle; any problem raises `BundleError` naming it."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    verify_files(path, manifest)
+    dim, num_items = int(manifest["dim"]), int(manifest["num_items"])
+    try:
+        items = json.loads((path / ITEMS).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: {ITEMS} is not valid JSON ({exc})") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise BundleError(f"{path}: {ITEMS} must be a JSON list of strings")
+    if len(items) != num_items:
+        raise BundleError(f"{path}: {ITEMS} has {len(items)} ids, the manifest says {num_items}")
+    if len(set(items)) != len(items):
+        raise BundleError(f"{path}: {ITEMS} has duplicate ids")
+    embeddings = _load_array(path / ITEM_EMBEDDINGS, np.float32, 2)
+    if embeddings.shape != (num_items, dim):
+        raise BundleError(f"{path}: {ITEM_EMBEDDINGS} is {embeddings.shape}, the manifest says "
+                          f"({num_items}, {dim})")
+    if not np.isfinite(embeddings).all():
+        raise BundleError(f"{path}: {ITEM_EMBEDDINGS} holds NaN or infinite values")
+    popularity = _load_array(path / POPULARITY, np.int64, 1)
+    if popularity.shape != (num_items,):
+        raise BundleError(f"{path}: {POPULARITY} has {popularity.shape[0]} entries, expected {num_items}")
+    queries = _load_array(path / SAMPLE_QUERIES, np.int64, 2)
+    if queries.size and (queries.shape[1] != int(manifest["max_len"]) or queries.min() < 0
+                         or queries.max() > num_items):
+        raise BundleError(f"{path}: {SAMPLE_QUERIES} does not match max_len / item count")
+    return Bundle(path=path, manifest=manifest, items=items, item_embeddings=embeddings,
+                  popularity=popularity)
+
+
+def _load_array(file: Path, dtype: type, ndim: int) -> np.ndarray:
+    try:
+        array = np.load(file, allow_pickle=False, mmap_mode=None)
+    except ValueError as exc:  # includes "Object arrays cannot be loaded when allow_pickle=False"
+        raise BundleError(f"{file}: not a plain numeric .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise BundleError(f"{file}: unreadable ({exc})") from None
+    if array.dtype != dtype or array.ndim != ndim:
+        raise BundleError(f"{file}: expected {np.dtype(dtype).name} with {ndim} dimensions, got "
+                          f"{array.dtype} with {array.ndim}")
+    array.setflags(write=False)
+    return array
+
+
+# ------------------------------------------------------------------ bundle store
+
+
+CURRENT = "CURRENT"
+"""Name of the pointer file in a bundle store: it holds the live version's directory name."""
+
+
+def publish(store: str | Path, bundle_dir: str | Path, keep: int = 5) -> str:
+    """Make `bundle_dir` (a verified bundle inside `store`) the live version.
+
+    The pointer file ``store/CURRENT`` is replaced atomically, so a reader sees the old
+    or the new version, never neither. The previous pointer is kept as ``PREVIOUS`` for
+    rollback, and all but the newest `keep` versions (never the live or previous one)
+    are deleted.
+    """
+    store, bundle_dir = Path(store), Path(bundle_dir)
+    if bundle_dir.parent.resolve() != store.resolve():
+        raise BundleError(f"{bundle_dir} is not inside the store {store}")
+    read_bundle(bundle_dir)
+    previous = current_version_name(store)
+    _write_pointer(store, CURRENT, bundle_dir.name)
+    if previous and previous != bundle_dir.name:
+        _write_pointer(store, "PREVIOUS", previous)
+    prune(store, keep)
+    return bundle_dir.name
+
+
+def current_version_name(store: str | Path) -> str | None:
+    pointer = Path(store) / CURRENT
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def current_bundle_path(store: str | Path) -> Path:
+    """Where the live bundle of a store is (or `store` itself if it is a bundle)."""
+    store = Path(store)
+    if (store / MANIFEST).is_file():
+        return store
+    name = current_version_name(store)
+    if name is None:
+        raise BundleError(f"{store}: neither a bundle nor a bundle store with a {CURRENT} pointer")
+    return store / name
+
+
+def versions(store: str | Path) -> list[str]:
+    """Bundle directories of a store, oldest first (names sort by creation time)."""
+    store = Path(store)
+    if not store.is_dir():
+        return []
+    return sorted(d.name for d in store.iterdir() if d.is_dir() and (d / MANIFEST).is_file()
+                  and not d.name.startswith("."))
+
+
+def prune(store: str | Path, keep: int) -> list[str]:
+    """Delete all but the newest `keep` versions; the live and previous ones always stay."""
+    store = Path(store)
+    protected = {current_version_name(store), _read_pointer(store, "PREVIOUS")}
+    doomed = [v for v in versions(store)[: -max(keep, 1)] if v not in protected]
+    for name in doomed:
+        shutil.rmtree(store / name, ignore_errors=True)
+    return doomed
+
+
+def rollback(store: str | Path) -> str:
+    """Make the previous live version live again; returns its name."""
+    store = Path(store)
+    previous = _read_pointer(store, "PREVIOUS")
+    current = current_version_name(store)
+    if previous is None or not (store / previous).is_dir():
+        raise BundleError(f"{store}: no previous version to roll back to")
+    read_bundle(store / previous)
+    _write_pointer(store, CURRENT, previous)
+    if current:
+        _write_pointer(store, "PREVIOUS", current)
+    return previous
+
+
+def _read_pointer(store: Path, name: str) -> str | None:
+    try:
+        return (Path(store) / name).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _write_pointer(store: Path, name: str, value: str) -> None:
+    store.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, store / name)
+    fsync_directory(store)

@@ -1,0 +1,148 @@
+"""The bundle format: written atomically, verified on read, refused when wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from sine import bundle as bundle_format
+from sine.bundle import (
+    ENCODER,
+    ITEM_EMBEDDINGS,
+    MANIFEST,
+    Bundle,
+    publish,
+    read_bundle,
+    rollback,
+    write_bundle,
+)
+from sine.errors import BundleError
+
+
+def make(path, num_items=5, dim=4, **overrides) -> Bundle:
+    rng = np.random.default_rng(0)
+    args = dict(
+        model="sine", hyperparameters={"interests": 2}, max_len=3,
+        items=[f"item{i}" for i in range(num_items)],
+        item_embeddings=rng.normal(size=(num_items, dim)).astype(np.float32),
+        popularity=np.arange(num_items), encoder_onnx=b"not really onnx",
+        sample_queries=np.array([[0, 1, 2], [3, 4, 5]]), data_fingerprint="sha256:abc",
+        metrics={"test": {"hr@10": 0.5}},
+    )
+    args.update(overrides)
+    return write_bundle(path, **args)
+
+
+def test_round_trip(tmp_path):
+    written = make(tmp_path / "b")
+    loaded = read_bundle(tmp_path / "b")
+    assert loaded.version == written.version
+    assert loaded.items == [f"item{i}" for i in range(5)]
+    assert loaded.item_embeddings.dtype == np.float32 and loaded.item_embeddings.shape == (5, 4)
+    assert loaded.manifest["metrics"]["test"]["hr@10"] == 0.5
+    assert set(loaded.manifest["files"]) == {"items.json", "item_embeddings.npy", "popularity.npy",
+                                             "user_encoder.onnx", "sample_queries.npy"}
+    assert not loaded.item_embeddings.flags.writeable
+
+
+def test_refuses_bundle_with_bad_checksum(tmp_path):
+    make(tmp_path / "b")
+    path = tmp_path / "b" / ENCODER
+    path.write_bytes(b"not really onnY")  # same size, different content
+    with pytest.raises(BundleError, match="checksum mismatch for user_encoder.onnx"):
+        read_bundle(tmp_path / "b")
+
+
+def test_refuses_truncated_file(tmp_path):
+    make(tmp_path / "b")
+    path = tmp_path / "b" / ITEM_EMBEDDINGS
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(BundleError, match="truncated"):
+        read_bundle(tmp_path / "b")
+
+
+def test_refuses_missing_file(tmp_path):
+    make(tmp_path / "b")
+    (tmp_path / "b" / ENCODER).unlink()
+    with pytest.raises(BundleError, match="user_encoder.onnx is missing"):
+        read_bundle(tmp_path / "b")
+
+
+def test_refuses_unknown_format_version(tmp_path):
+    make(tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / MANIFEST).read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "b" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="unknown bundle format version 99"):
+        read_bundle(tmp_path / "b")
+
+
+def test_refuses_dimension_that_disagrees_with_manifest(tmp_path):
+    make(tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / MANIFEST).read_text())
+    manifest["dim"] = 8
+    (tmp_path / "b" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"is \(5, 4\), the manifest says \(5, 8\)"):
+        read_bundle(tmp_path / "b")
+
+
+def test_refuses_pickled_arrays(tmp_path):
+    make(tmp_path / "b")
+    evil = np.array([{"a": 1}], dtype=object)
+    path = tmp_path / "b" / ITEM_EMBEDDINGS
+    np.save(path, evil, allow_pickle=True)
+    manifest = json.loads((tmp_path / "b" / MANIFEST).read_text())
+    manifest["files"][ITEM_EMBEDDINGS] = {"sha256": bundle_format.sha256_of(path),
+                                          "bytes": path.stat().st_size}
+    (tmp_path / "b" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a plain numeric"):
+        read_bundle(tmp_path / "b")
+
+
+def test_refuses_inconsistent_input_and_leaves_nothing(tmp_path):
+    with pytest.raises(BundleError):
+        make(tmp_path / "b", popularity=np.arange(3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rewrite_replaces_the_old_bundle_whole(tmp_path):
+    first = make(tmp_path / "b")
+    second = make(tmp_path / "b", num_items=7)
+    assert read_bundle(tmp_path / "b").version == second.version != first.version
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_publish_keeps_versions_and_rolls_back(tmp_path):
+    store = tmp_path / "store"
+    names = []
+    for i in range(4):
+        b = make(store / f"v{i}")
+        names.append(publish(store, b.path, keep=2))
+    assert bundle_format.current_version_name(store) == "v3"
+    assert bundle_format.versions(store) == ["v2", "v3"]  # pruned, live + previous kept
+    assert rollback(store) == "v2"
+    assert bundle_format.current_bundle_path(store) == store / "v2"
+    assert rollback(store) == "v3"  # and forward again
+
+
+def test_publish_refuses_a_broken_bundle(tmp_path):
+    store = tmp_path / "store"
+    good = make(store / "v1")
+    publish(store, good.path)
+    bad = make(store / "v2")
+    (bad.path / ENCODER).write_bytes(b"x")
+    with pytest.raises(BundleError):
+        publish(store, bad.path)
+    assert bundle_format.current_version_name(store) == "v1"
+
+
+def test_not_a_bundle(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        read_bundle(tmp_path / "empty")
+    shutil.rmtree(tmp_path / "empty")
+    with pytest.raises(BundleError, match="not a directory"):
+        read_bundle(tmp_path / "empty")

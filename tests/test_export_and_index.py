@@ -1,0 +1,131 @@
+"""ONNX export parity with PyTorch, and the faiss index with measured recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from index_builder import indexes
+from index_builder.build import build_for_bundle
+from index_builder.quality import recall_at
+from sine.bundle import read_bundle
+from sine.encoder import OnnxEncoder, prepare_clicks
+from sine.errors import SineError
+from trainer.config import TrainConfig
+from trainer.export import export_bundle
+from trainer.run import load_run, train_run
+
+SMALL = {"dim": 32, "prototypes": 24, "interests": 4, "batch_size": 128}
+
+
+@pytest.fixture(scope="module", params=["sine", "sasrec"])
+def exported(request, tmp_path_factory, synthetic_csv):
+    root = tmp_path_factory.mktemp(request.param)
+    extra = SMALL if request.param == "sine" else {"dim": 32, "inner_dim": 64}
+    train_run(synthetic_csv, root / "run", TrainConfig(model=request.param, epochs=2, **extra))
+    bundle = export_bundle(root / "run", root / "bundle")
+    return load_run(root / "run"), bundle
+
+
+def torch_vectors(run, clicks: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return run.encoder(torch.as_tensor(np.array(clicks))).user_vector.numpy()
+
+
+def test_onnx_matches_pytorch_on_every_length_and_batch_size(exported):
+    run, bundle = exported
+    encoder = OnnxEncoder(bundle.encoder_path)
+    rng = np.random.default_rng(0)
+    n = bundle.max_len
+    for batch in (1, 2, 7, 64):
+        for length in (1, 2, n // 2, n):
+            clicks = rng.integers(1, bundle.num_items + 1, size=(batch, length))
+            got, expected = encoder.encode(clicks), torch_vectors(run, clicks)
+            assert np.abs(got - expected).max() <= 1e-4, (batch, length)
+
+
+def test_onnx_matches_pytorch_on_real_sequences_with_identical_top50(exported):
+    run, bundle = exported
+    clicks = bundle.sample_queries()
+    got = OnnxEncoder(bundle.encoder_path).encode_many(clicks)
+    expected = torch_vectors(run, clicks)
+    assert np.abs(got - expected).max() <= 1e-4
+    items = bundle.item_embeddings
+    top_onnx = np.argsort(-(got @ items.T), axis=1)[:, :50]
+    top_torch = np.argsort(-(expected @ items.T), axis=1)[:, :50]
+    identical = (top_onnx == top_torch).all(axis=1).mean()
+    assert identical >= 0.99
+
+
+def test_padding_to_n_or_to_the_batch_gives_the_same_vector(exported):
+    _, bundle = exported
+    encoder = OnnxEncoder(bundle.encoder_path)
+    short = prepare_clicks([[5, 9, 2]], bundle.max_len)
+    assert short.shape == (1, 3)
+    padded = np.zeros((1, bundle.max_len), np.int64)
+    padded[0, -3:] = [5, 9, 2]
+    assert np.abs(encoder.encode(short) - encoder.encode(padded)).max() <= 1e-5
+
+
+def test_sine_encoder_exports_interests_and_weights(exported):
+    run, bundle = exported
+    outputs = OnnxEncoder(bundle.encoder_path).encode_all(bundle.sample_queries()[:4])
+    if run.config.model == "sine":
+        assert outputs["interest_vectors"].shape == (4, 4, 32)
+        assert np.allclose(outputs["interest_weights"].sum(1), 1, atol=1e-5)
+    else:
+        assert set(outputs) == {"user_vector"}
+
+
+def test_prepare_clicks_cuts_to_last_n_and_drops_unknown():
+    batch = prepare_clicks([[1, 0, 2, 3, 4], [7], []], max_len=3)
+    assert batch.tolist() == [[2, 3, 4], [0, 0, 7], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivfpq"])
+def test_index_recall_is_measured_and_tuned(exported, kind, tmp_path):
+    _, bundle = exported
+    built = build_for_bundle(bundle.path, kind=kind, out=tmp_path / kind, target_recall=0.99,
+                             recall_floor=0.5)
+    section = built.manifest["index"]
+    assert section["type"] == kind and section["metric"] == "inner_product"
+    assert section["recall"]["recall@50"] >= 0.99
+    assert section["latency"]["batch1_p50_ms"] > 0
+    # the stored index really answers with that recall
+    index = indexes.load_index(built.index_path.read_bytes(), indexes.IndexSpec.from_dict(section))
+    queries = OnnxEncoder(built.encoder_path).encode_many(built.sample_queries()[:200])
+    _, got = index.search(queries, 50)
+    exact = np.argsort(-(queries @ built.item_embeddings.T), axis=1)[:, :50]
+    assert recall_at(got, exact, 50) >= 0.98
+    assert read_bundle(bundle.path).index_path is None  # the source bundle is untouched
+
+
+def test_index_below_the_recall_floor_is_refused(exported, tmp_path):
+    _, bundle = exported
+    with pytest.raises(SineError, match="below the floor"):
+        build_for_bundle(bundle.path, kind="ivf", out=tmp_path / "x", target_recall=0.1,
+                         recall_floor=0.9999)
+    assert not (tmp_path / "x").exists()
+
+
+def test_auto_choice_by_catalog_size():
+    assert indexes.choose_type(5_000, gpu=False)[0] == "flat"
+    assert indexes.choose_type(50_000, gpu=False)[0] == "hnsw"
+    assert indexes.choose_type(1_000_000, gpu=False)[0] == "ivf"
+    assert indexes.choose_type(20_000_000, gpu=False)[0] == "ivfpq"
+    assert indexes.choose_type(50_000, gpu=True)[0] == "flat"
+    assert indexes.choose_type(1_000_000, gpu=True)[0] == "ivf"
+
+
+def test_gpu_on_without_gpu_is_a_clear_error():
+    if indexes.gpu_count():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SineError, match="no GPU support"):
+        indexes.use_gpu("on")
+
+
+def test_pop_run_cannot_be_exported(tmp_path, synthetic_csv):
+    train_run(synthetic_csv, tmp_path / "pop", TrainConfig(model="pop"))
+    with pytest.raises(SineError, match="no user encoder"):
+        export_bundle(tmp_path / "pop", tmp_path / "bundle")

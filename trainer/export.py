@@ -1,0 +1,150 @@
+"""`sine export`: a trained run -> a model bundle (ONNX user encoder + item table).
+
+The encoder is exported with the dynamo-based exporter (``torch.onnx.export(...,
+dynamo=True)``) at opset 18 (LayerNormalization needs 17+, TopK 11+), in eval mode,
+with a dynamic batch axis and a dynamic sequence axis of 1..n clicks. Its input is
+``clicks`` [batch, seq] int64, left-padded with 0; its outputs are ``user_vector``
+[batch, D] and, for SINE, ``interest_vectors`` [batch, K, D] and ``interest_weights``
+[batch, K] (the eq. 7 weights: explanations and per-interest retrieval).
+
+Before a bundle is written, onnxruntime and PyTorch encode the validation users and
+must agree within 1e-4; an export that does not is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sine.bundle import ENCODER_INPUT, ENCODER_OUTPUT, Bundle, write_bundle
+from sine.errors import SineError
+from trainer.models import SINE, SequenceEncoder
+from trainer.run import load_run
+
+log = logging.getLogger("sine.export")
+
+OPSET = 18
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportedEncoder(nn.Module):
+    """The encoder as the bundle exposes it: plain tensors in, plain tensors out."""
+
+    def __init__(self, encoder: SequenceEncoder):
+        super().__init__()
+        self.encoder = encoder
+        self.with_interests = isinstance(encoder, SINE)
+
+    def forward(self, clicks: torch.Tensor):  # type: ignore[override]
+        out = self.encoder(clicks)
+        if self.with_interests:
+            return out.user_vector, out.extras["interest_vectors"], out.extras["interest_weights"]
+        return out.user_vector
+
+
+def output_names(encoder: SequenceEncoder) -> list[str]:
+    if isinstance(encoder, SINE):
+        return [ENCODER_OUTPUT, "interest_vectors", "interest_weights"]
+    return [ENCODER_OUTPUT]
+
+
+def export_onnx(encoder: SequenceEncoder, max_len: int) -> bytes:
+    """The encoder as ONNX bytes (eval mode, dynamic batch and sequence axes)."""
+    encoder = encoder.cpu().eval()
+    wrapper = ExportedEncoder(encoder).eval()
+    example = torch.randint(1, encoder.num_items + 1, (3, max_len), dtype=torch.int64)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    seq = torch.export.Dim("seq", min=1, max=max_len)
+    # the exporter warns about optional torchvision ops and deprecated pytree helpers
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=[ENCODER_INPUT],
+            output_names=output_names(encoder),
+            dynamic_shapes={"clicks": {0: batch, 1: seq}},
+            verbose=False,
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "encoder.onnx"
+        program.save(str(path), external_data=False)
+        return path.read_bytes()
+
+
+def onnx_session(model: bytes | str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def parity(encoder: SequenceEncoder, onnx_model: bytes, clicks: np.ndarray) -> float:
+    """Largest absolute difference of the user vectors from PyTorch and onnxruntime."""
+    session = onnx_session(onnx_model)
+    worst = 0.0
+    for start in range(0, len(clicks), 512):
+        batch = clicks[start : start + 512]
+        with torch.no_grad():
+            expected = encoder(torch.as_tensor(batch)).user_vector.numpy()
+        got = session.run([ENCODER_OUTPUT], {ENCODER_INPUT: batch})[0]
+        worst = max(worst, float(np.abs(expected - got).max()))
+    return worst
+
+
+def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | None = None) -> Bundle:
+    """Export the run at `run_dir` as a bundle at `out` (atomically)."""
+    run = load_run(run_dir)
+    if run.encoder is None:
+        raise SineError(
+            f"{run_dir}: the {run.config.model} baseline has no user encoder to export; "
+            "train --model sine or sasrec"
+        )
+    encoder = run.encoder.cpu().eval()
+    queries = run.sample_queries
+    log.info("exporting %s encoder to ONNX (opset %d)", run.config.model, OPSET)
+    onnx_model = export_onnx(encoder, run.config.max_len)
+    if len(queries):
+        worst = parity(encoder, onnx_model, queries)
+        log.info("onnxruntime vs PyTorch on %d validation users: max abs difference %.2e",
+                 len(queries), worst)
+        if not worst <= PARITY_TOLERANCE:
+            raise SineError(f"exported encoder disagrees with PyTorch by {worst:.2e} "
+                            f"(> {PARITY_TOLERANCE}); not writing a bundle")
+    items = encoder.item_embedding.weight[1:].detach().cpu().numpy()
+    hyper = dict(run.info.get("architecture", {}))
+    hyper.pop("num_items", None)
+    metrics = {k: run.metrics[k] for k in ("valid", "test", "test_history_kept") if k in run.metrics}
+    bundle = write_bundle(
+        out,
+        model=run.config.model,
+        hyperparameters=hyper,
+        max_len=run.config.max_len,
+        items=run.vocabulary.ids,
+        item_embeddings=items,
+        popularity=run.popularity[1:],
+        encoder_onnx=onnx_model,
+        sample_queries=queries,
+        data_fingerprint=run.info["data"]["fingerprint"],
+        metrics=metrics,
+        extra={"run": {"seed": run.config.seed, "best_epoch": run.metrics.get("best_epoch")},
+               **(extra or {})},
+    )
+    log.info("wrote bundle %s (version %s, %d items, D=%d)", out, bundle.version,
+             bundle.num_items, bundle.dim)
+    return bundle
+
