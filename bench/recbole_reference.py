@@ -40,7 +40,9 @@ def convert(log: Path, workdir: Path, name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", default="SINE", choices=["SINE", "SASRec"])
     parser.add_argument("--epochs", type=int, default=1, help="1 = time one epoch only")

@@ -58,7 +58,7 @@ def tune(index, spec: IndexSpec, queries: np.ndarray, exact_ids: np.ndarray, tar
     recall = 0.0
     for name, ladder in SEARCH_LADDERS[spec.type]:
         if name == "nprobe":  # probing every list is exhaustive: the last rung
-            ladder = tuple(v for v in ladder if v < spec.build["nlist"]) + (spec.build["nlist"],)
+            ladder = (*tuple(v for v in ladder if v < spec.build["nlist"]), spec.build["nlist"])
         for value in ladder:
             spec.search[name] = value
             indexes.set_search_params(index, spec)

@@ -117,7 +117,7 @@ def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: i
     """Build and fill an index of `spec` over `vectors` ([N, D] float32); CPU or GPU."""
     faiss = faiss_module()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = vectors.shape
+    _n, dim = vectors.shape
     ip = faiss.METRIC_INNER_PRODUCT
     if spec.type == "flat":
         index = faiss.IndexFlatIP(dim)
