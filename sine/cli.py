@@ -257,6 +257,41 @@ def build_index(
                f"(exact: {index['exact_latency']['batch1_p50_ms']:.3f} ms) -> {bundle.path}")
 
 
+# --------------------------------------------------------------------------- serve
+
+
+@app.command("serve")
+@user_errors
+def serve(
+    bundle: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--bundle", "-b", help="Bundle directory or bundle store [env SINE_BUNDLE]."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, help="uvicorn worker processes."),
+    redis_url: Optional[str] = typer.Option(  # noqa: UP045
+        None, help="Redis for histories and events [env SINE_REDIS_URL]; default: in-process store."),
+) -> None:
+    """Serve POST /recommend and the operations endpoints (settings: SINE_* variables)."""
+    import os
+
+    import uvicorn
+
+    from service.core.config import Settings
+    from sine.bundle import current_bundle_path, read_bundle
+
+    if bundle is not None:
+        os.environ["SINE_BUNDLE"] = str(bundle)
+    if redis_url is not None:
+        os.environ["SINE_REDIS_URL"] = redis_url
+    settings = Settings()
+    if settings.bundle is None and settings.redis_url is None:
+        raise SineError("no bundle: pass --bundle DIR (or set SINE_BUNDLE)")
+    if settings.bundle is not None:
+        read_bundle(current_bundle_path(settings.bundle))  # refuse a bad bundle before starting
+    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_config=None, access_log=False, timeout_graceful_shutdown=30)
+
+
 # --------------------------------------------------------------------------- synth
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,4 +41,101 @@ def beauty_slice(tmp_path_factory) -> Path:
     users = frame["user_id"].drop_duplicates().iloc[:1500]
     path = tmp_path_factory.mktemp("real") / "beauty_slice.csv"
     frame[frame["user_id"].isin(users)].to_csv(path, index=False)
+    return path
+
+
+REDIS_HELP = (
+    "the service tests need Redis: install it (Debian/Ubuntu: apt install redis-server; macOS: "
+    "brew install redis) so the tests can start a throwaway server, or point SINE_TEST_REDIS_URL "
+    "at a running one"
+)
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server_url():
+    """A Redis to test against: SINE_TEST_REDIS_URL, the local one, or a throwaway server.
+
+    Tests use database 15 (SINE_TEST_REDIS_DB) and flush it, never database 0.
+    """
+    db = os.environ.get("SINE_TEST_REDIS_DB", "15")
+    base = os.environ.get("SINE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    if _redis_answers(f"{base}/{db}"):
+        yield f"{base}/{db}"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(REDIS_HELP, pytrace=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="sine-test-redis-")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", workdir],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/{db}"
+    for _ in range(100):
+        if _redis_answers(url):
+            break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail(f"started redis-server on port {port} but it does not answer; {REDIS_HELP}",
+                    pytrace=False)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture()
+def redis_url(redis_server_url):
+    """A clean test database for one test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushdb()
+    yield redis_server_url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synthetic_csv) -> Path:
+    """A SINE run trained briefly on the synthetic log (shared by the service tests)."""
+    from trainer.config import TrainConfig
+    from trainer.run import train_run
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train_run(synthetic_csv, out, TrainConfig(model="sine", dim=32, prototypes=24, interests=4,
+                                              batch_size=128, epochs=3, seed=0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def flat_bundle(tmp_path_factory, trained_run) -> Path:
+    """The trained run exported, with an exact (flat) index."""
+    from index_builder.build import build_for_bundle
+    from trainer.export import export_bundle
+
+    path = tmp_path_factory.mktemp("bundles") / "flat"
+    export_bundle(trained_run, path)
+    build_for_bundle(path, kind="flat")
+    return path
+
+
+@pytest.fixture(scope="session")
+def hnsw_bundle(tmp_path_factory, flat_bundle) -> Path:
+    from index_builder.build import build_for_bundle
+
+    path = tmp_path_factory.mktemp("bundles") / "hnsw"
+    build_for_bundle(flat_bundle, kind="hnsw", out=path)
     return path

@@ -37,6 +37,9 @@ class TrainConfig:
     prototypes: int = _f(500, "SINE: size L of the concept pool (eq. 2).")
     tau: float = _f(0.1, "SINE: temperature of the interest aggregation (eq. 7).")
     reg_weight: float = _f(0.5, "SINE: weight lambda of the covariance regulariser (eq. 11).")
+    tied_embeddings: bool = _f(
+        True, "SINE: score items against the input embedding table (H of eq. 9 = input table)."
+    )
     # SASRec
     layers: int = _f(2, "SASRec: self-attention blocks.")
     heads: int = _f(2, "SASRec: attention heads per block.")

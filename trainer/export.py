@@ -125,7 +125,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
         if not worst <= PARITY_TOLERANCE:
             raise SineError(f"exported encoder disagrees with PyTorch by {worst:.2e} "
                             f"(> {PARITY_TOLERANCE}); not writing a bundle")
-    items = encoder.item_embedding.weight[1:].detach().cpu().numpy()
+    items = encoder.item_vectors().detach().cpu().numpy()
     hyper = dict(run.info.get("architecture", {}))
     hyper.pop("num_items", None)
     metrics = {k: run.metrics[k] for k in ("valid", "test", "test_history_kept") if k in run.metrics}

@@ -226,7 +226,7 @@ def scorer_of(model: SequenceEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
     """Scores over all item indices (padding column included) for evaluation."""
 
     def score(clicks: torch.Tensor) -> torch.Tensor:
-        return model(clicks).user_vector @ model.item_embedding.weight.T
+        return model(clicks).user_vector @ model.item_table().T
 
     return score
 

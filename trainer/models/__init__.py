@@ -24,6 +24,7 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
             num_items=num_items, dim=config.dim, max_len=config.max_len,
             interests=config.interests, prototypes=config.prototypes, tau=config.tau,
             reg_weight=config.reg_weight, dropout=config.embedding_dropout,
+            tied=config.tied_embeddings,
         )
     elif config.model == "sasrec":
         cfg = SASRecConfig(

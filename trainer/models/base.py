@@ -46,12 +46,14 @@ def recency_positions(seq_len: int, device: torch.device) -> torch.Tensor:
 class SequenceEncoder(nn.Module):
     """Base class: the item table and the scoring every model shares."""
 
-    def __init__(self, num_items: int, dim: int):
+    def __init__(self, num_items: int, dim: int, tied: bool = True):
         super().__init__()
         self.num_items = num_items
         self.dim = dim
         # H (paper section 3.2): row 0 is padding and stays zero.
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)
+        # untied: a separate output table scores items (the input table only embeds clicks)
+        self.output_embedding = None if tied else nn.Embedding(num_items + 1, dim, padding_idx=0)
 
     def forward(self, clicks: torch.Tensor) -> EncoderOutput:
         raise NotImplementedError
@@ -60,6 +62,11 @@ class SequenceEncoder(nn.Module):
         """A model's extra loss term (already weighted); zero unless a model adds one."""
         return self.item_embedding.weight.new_zeros(())
 
+    def item_table(self) -> torch.Tensor:
+        """The table user vectors are scored against, padding row included: ``[M + 1, D]``."""
+        table = self.output_embedding if self.output_embedding is not None else self.item_embedding
+        return table.weight
+
     def item_vectors(self) -> torch.Tensor:
         """Item table without the padding row: ``[M, D]``, row i is item index i + 1."""
-        return self.item_embedding.weight[1:]
+        return self.item_table()[1:]

@@ -67,11 +67,12 @@ class SINEConfig:
     tau: float = 0.1  # temperature of eq. (7)
     reg_weight: float = 0.5  # lambda of eq. (11)
     dropout: float = 0.0  # on item embeddings during training (not in the paper; off)
+    tied: bool = True  # the input embedding table is H, the table of eq. (9)
 
 
 class SINE(SequenceEncoder):
     def __init__(self, config: SINEConfig):
-        super().__init__(config.num_items, config.dim)
+        super().__init__(config.num_items, config.dim, config.tied)
         if not 1 <= config.interests <= config.prototypes:
             raise ValueError(f"need 1 <= K ({config.interests}) <= L ({config.prototypes})")
         self.config = config
@@ -100,6 +101,10 @@ class SINE(SequenceEncoder):
 
     def reset_parameters(self) -> None:
         std = 0.02
+        if self.output_embedding is not None:
+            nn.init.normal_(self.output_embedding.weight, std=std)
+            with torch.no_grad():
+                self.output_embedding.weight[0].zero_()
         for weight in (
             self.item_embedding.weight,
             self.position_embedding.weight,

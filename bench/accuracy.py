@@ -1,0 +1,132 @@
+"""Accuracy benchmark: SINE, SASRec and most-popular on the shared datasets, several seeds.
+
+    .venv/bin/python bench/accuracy.py                       # everything (hours on 2 cores)
+    .venv/bin/python bench/accuracy.py --datasets beauty --models sine pop --seeds 0
+
+Settings are the issue's comparison settings (RecBole's under our protocol): n = 20,
+D = 64, full softmax over all items, batch 256, Adam 1e-3, early stopping on validation
+NDCG@10 (patience 10), 2 threads; SINE with K = 4, L = 500 (the paper's Amazon setting)
+unless --interests / --prototypes say otherwise. Every finished run is appended to the
+JSON at once, so an interrupted benchmark resumes where it stopped. The markdown table
+gives mean +- standard deviation over seeds for both ranking protocols, next to the
+RecBole 1.2.1 reference figures that issue #2 reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sine.cli import setup_logging  # noqa: E402
+from sine.metrics import METRIC_NAMES  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.run import git_commit, train_run  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+DATASETS = ("beauty", "toys", "video", "ml-100k")
+
+# Issue #2: RecBole 1.2.1 under our protocol, test split, history kept in the ranking.
+RECBOLE = {
+    ("beauty", "sasrec"): (0.0827, 0.1181, 0.1776, 0.0410, 0.0499, 0.0617),
+    ("beauty", "sine"): (0.0632, 0.0969, 0.1595, 0.0302, 0.0387, 0.0511),
+    ("toys", "sasrec"): (0.0887, 0.1211, 0.1726, 0.0437, 0.0519, 0.0621),
+    ("toys", "sine"): (0.0635, 0.0938, 0.1472, 0.0310, 0.0387, 0.0492),
+    ("video", "sasrec"): (0.0904, 0.1414, 0.2298, 0.0430, 0.0559, 0.0734),
+    ("video", "sine"): (0.0559, 0.0881, 0.1419, 0.0281, 0.0362, 0.0468),
+}
+ORDER = ("hr@10", "hr@20", "hr@50", "ndcg@10", "ndcg@20", "ndcg@50")
+
+log = logging.getLogger("sine.bench")
+
+
+def run_key(dataset: str, model: str, seed: int, tag: str) -> str:
+    return f"{dataset}/{model}{'-' + tag if tag else ''}/seed{seed}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=["pop", "sine", "sasrec"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "accuracy.json")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("--tag", default="", help="name suffix for a variant (e.g. 'dropout0.2')")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra TrainConfig settings for every run, e.g. dropout=0.2")
+    args = parser.parse_args()
+    setup_logging()
+
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = json.loads(value) if value not in ("sine", "sasrec", "pop") else value
+    for dataset in args.datasets:
+        path = DATA / f"{dataset}.csv.gz"
+        for model in args.models:
+            for seed in args.seeds:
+                key = run_key(dataset, model, seed, args.tag)
+                if key in results["runs"]:
+                    log.info("%s: done already", key)
+                    continue
+                config = TrainConfig(model=model, dim=64, batch_size=256, max_len=20, seed=seed,
+                                     threads=2, **overrides)
+                started = time.time()
+                metrics = train_run(path, args.runs_dir / key, config)
+                results["runs"][key] = {
+                    "dataset": dataset, "model": model, "seed": seed, "tag": args.tag,
+                    "settings": overrides,
+                    **{k: metrics[k] for k in ("valid", "test", "test_history_kept", "epochs",
+                                               "best_epoch", "train_seconds", "examples_per_second")},
+                    "concepts": {k: v for k, v in metrics.get("concepts", {}).items()
+                                 if k != "concept_counts"},
+                    "wall_seconds": round(time.time() - started, 1),
+                    "commit": git_commit(),
+                }
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in results["runs"].values():
+        name = run["model"] + (f" ({run['tag']})" if run.get("tag") else "")
+        groups.setdefault((run["dataset"], name), []).append(run)
+    lines = []
+    for protocol, title in (("test_history_kept", "Test, history kept in the ranking (RecBole's way)"),
+                            ("test", "Test, history removed (the paper's protocol)")):
+        lines += [f"### {title}", "",
+                  "| dataset | model | seeds | epochs (best) | " + " | ".join(ORDER) + " |",
+                  "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ORDER) + " |"]
+        for (dataset, name), runs in sorted(groups.items()):
+            cells = []
+            for metric in ORDER:
+                values = [r[protocol][metric] for r in runs]
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.mean(values):.4f} ± {spread:.4f}")
+            epochs = statistics.mean(r["epochs"] for r in runs)
+            best = statistics.mean(r["best_epoch"] for r in runs)
+            lines.append(f"| {dataset} | {name} | {len(runs)} | {epochs:.0f} ({best:.0f}) | "
+                         + " | ".join(cells) + " |")
+            if protocol == "test_history_kept" and (dataset, runs[0]["model"]) in RECBOLE and \
+                    not runs[0].get("tag"):
+                ref = RECBOLE[(dataset, runs[0]["model"])]
+                lines.append(f"| {dataset} | RecBole {runs[0]['model']} (issue #2) | | | "
+                             + " | ".join(f"{v:.4f}" for v in ref) + " |")
+        lines.append("")
+    assert set(ORDER) == set(METRIC_NAMES)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

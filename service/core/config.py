@@ -1,0 +1,56 @@
+"""Service settings: environment variables with the prefix ``SINE_`` (one table, in README).
+
+`sine serve` flags override them. Secrets (the admin token, a Redis URL's password) are
+`SecretStr`, so they never appear in logs, in ``repr`` or in ``GET /model``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SINE_", extra="ignore")
+
+    bundle: Path | None = Field(
+        None, description="A bundle directory, or a bundle store (a directory with a CURRENT pointer).")
+    redis_url: SecretStr | None = Field(
+        None, description="Redis for user histories, click events and the live-model pointer; "
+        "unset: an in-process store (histories and events are lost at restart).")
+    redis_prefix: str = Field("sine:", description="Prefix of every Redis key and channel.")
+    redis_timeout_seconds: float = Field(0.5, gt=0, description="Redis socket timeout.")
+    history_cap: int = Field(200, ge=1, le=100_000, description="Clicks kept per user history.")
+    max_clicks: int = Field(1000, ge=1, le=1_000_000,
+                            description="Most clicks (and excluded ids) per request.")
+    max_top_n: int = Field(1000, ge=1, le=100_000, description="Largest top_n a request may ask for.")
+    max_batch: int = Field(256, ge=1, le=100_000, description="Most requests in one /recommend/batch call.")
+    max_events: int = Field(1000, ge=1, le=1_000_000, description="Most events in one /events call.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
+    max_id_length: int = Field(256, ge=1, description="Longest user or item id accepted.")
+    onnx_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads (0: all cores).")
+    faiss_threads: int = Field(1, ge=0, description="faiss OpenMP threads (0: all cores).")
+    gpu: Literal["auto", "on", "off"] = Field(
+        "auto", description="Encoder (CUDA provider) and index on a GPU when present.")
+    batching: bool = Field(
+        True, description="Encode and search concurrent /recommend requests as one batch.")
+    max_coalesced: int = Field(64, ge=1, description="Most requests coalesced into one batch.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /admin/*; unset: the admin endpoints are disabled.")
+    reload_poll_seconds: float = Field(
+        5.0, ge=0, description="How often to check the bundle store / Redis pointer for a new "
+        "live version (0: only on pub/sub messages and /admin/reload).")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+    static_endpoint: bool = Field(
+        False, description="Expose POST /_static, a precomputed 50-item answer (load-test ceiling).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

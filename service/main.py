@@ -1,0 +1,117 @@
+"""The FastAPI application: `create_app()` builds it; `sine serve` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.api.routes import admin, events, ops, recommend
+from service.batching import Coalescer
+from service.core import logging as service_logging
+from service.core.config import Settings, get_settings
+from service.holder import ModelHolder
+from service.metrics import ServiceMetrics
+from service.middleware import RequestMiddleware
+from service.store import MemoryStore, RedisStore
+from sine import __version__
+from sine.errors import BundleError
+
+log = logging.getLogger("sine.service")
+
+DESCRIPTION = """
+The matching stage of a recommender: a user's recent clicks in, the top-N candidate items
+out, scored by a SINE model (Sparse-Interest Network, WSDM 2021) through its ONNX user
+encoder and a faiss index. Click events recorded here feed the nightly retrain.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    service_logging.configure(settings.log_level)
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder = app.state.holder
+        if settings.redis_url is not None:
+            store = RedisStore(settings.redis_url.get_secret_value(), settings.redis_prefix,
+                               settings.history_cap, settings.redis_timeout_seconds)
+            holder.redis = store.client
+        else:
+            store = MemoryStore(settings.history_cap)
+        app.state.store = store
+        try:
+            await holder.reload()
+            app.state.on_swap()
+        except BundleError as exc:
+            log.error("no model loaded at start: %s", exc)
+        watcher = asyncio.create_task(holder.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+            app.state.coalescer.close()
+            await store.close()
+
+    app = FastAPI(title="sine-rec", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.holder = ModelHolder(settings)
+    app.state.store = MemoryStore(settings.history_cap)
+    app.state.coalescer = Coalescer(recommend.answer_coalesced, settings.max_coalesced)
+
+    def on_swap() -> None:
+        model = app.state.holder.model
+        if model is not None:
+            metrics.catalog.set(model.num_items)
+            metrics.model.info({"version": model.version, "index_type": model.index_spec.type,
+                                "index_on": model.index_on, "encoder": model.encoder.provider})
+
+    app.state.on_swap = on_swap
+
+    app.include_router(recommend.router)
+    app.include_router(events.router)
+    app.include_router(ops.router)
+    app.include_router(admin.router)
+    if settings.static_endpoint:
+        body = recommend.static_answer()
+
+        @app.post("/_static", include_in_schema=False)
+        async def static() -> Response:
+            return Response(body, media_type="application/json")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            problems.append({"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg")),
+                             "type": str(error.get("type"))})
+        summary = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems[:5])
+        return JSONResponse({"error": f"invalid request: {summary}", "detail": problems}, status_code=422)
+
+    @app.exception_handler(HTTPException)  # starlette's: also the router's 404 / 405
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse({"error": "internal error; the request id is in the X-Request-ID header"},
+                            status_code=500)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    # outermost: request id, body limit, metrics, log line
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,158 @@
+"""The matching logic, without HTTP: a loaded bundle answers batches of click sequences.
+
+`LoadedModel` holds one bundle version's encoder, item table, index and id maps
+together, so a request is always answered by one consistent version (the response's
+`model_version` says which). `recommend` maps raw ids to indices (unknown ones are
+reported, not fatal), encodes the users with a click in one batch, searches the index
+for enough candidates to survive filtering, removes clicked and excluded items, and falls
+back to popular items for users with no known click.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index_builder import indexes
+from index_builder.indexes import IndexSpec
+from sine.bundle import Bundle, read_bundle
+from sine.encoder import OnnxEncoder, prepare_clicks
+from sine.errors import BundleError
+
+log = logging.getLogger("sine.service")
+
+
+@dataclass
+class Query:
+    """One recommendation request, after validation (raw ids, oldest click first)."""
+
+    clicks: Sequence[str]
+    top_n: int = 50
+    exclude: Sequence[str] = ()
+    exclude_clicked: bool = True
+
+
+@dataclass
+class Answer:
+    item_ids: list[str]
+    scores: list[float]
+    unknown_clicks: list[str] = field(default_factory=list)
+    fallback: bool = False
+
+
+class LoadedModel:
+    """One bundle version, loaded and smoke-tested: encoder + item table + index."""
+
+    def __init__(self, bundle: Bundle, onnx_threads: int = 1, faiss_threads: int = 1, gpu: str = "auto"):
+        started = time.perf_counter()
+        self.bundle = bundle
+        self.version = bundle.version
+        self.max_len = bundle.max_len
+        self.num_items = bundle.num_items
+        self.item_ids = np.array(bundle.items, dtype=object)
+        self.row_of = {item: row for row, item in enumerate(bundle.items)}  # raw id -> row (index - 1)
+        self.popular_rows = np.argsort(-bundle.popularity, kind="stable")
+        self.encoder = OnnxEncoder(bundle.encoder_path, threads=onnx_threads,
+                                   gpu="off" if gpu == "off" else gpu)
+        if self.encoder.dim != bundle.dim:
+            raise BundleError(f"{bundle.path}: the encoder outputs D={self.encoder.dim}, the item "
+                              f"table has D={bundle.dim}")
+        faiss = indexes.faiss_module()
+        if faiss_threads:
+            faiss.omp_set_num_threads(faiss_threads)
+        on_gpu = gpu != "off" and indexes.gpu_count() > 0
+        section = bundle.manifest.get("index")
+        if bundle.index_path is not None and section:
+            self.index_spec = IndexSpec.from_dict(section)
+            self.index = indexes.load_index(bundle.index_path.read_bytes(), self.index_spec,
+                                            gpu=on_gpu)
+            if self.index.ntotal != bundle.num_items or self.index.d != bundle.dim:
+                raise BundleError(f"{bundle.path}: the index holds {self.index.ntotal} x {self.index.d} "
+                                  f"vectors, the item table {bundle.num_items} x {bundle.dim}")
+        else:
+            log.warning("%s has no index: searching exactly (run `sine build-index` for a measured "
+                        "index)", bundle.path)
+            self.index_spec = IndexSpec("flat")
+            self.index = indexes.exact_index(np.asarray(bundle.item_embeddings), on_gpu)
+        self.index_on = "gpu" if on_gpu and self.index_spec.type != "hnsw" else "cpu"
+        self._smoke_test()
+        log.info("loaded bundle %s (%s items, %s index on %s, encoder on %s) in %.2f s", self.version,
+                 f"{self.num_items:,}", self.index_spec.type, self.index_on, self.encoder.provider,
+                 time.perf_counter() - started)
+
+    @classmethod
+    def load(cls, path: str | Path, onnx_threads: int = 1, faiss_threads: int = 1,
+             gpu: str = "auto") -> LoadedModel:
+        return cls(read_bundle(path), onnx_threads, faiss_threads, gpu)
+
+    def _smoke_test(self) -> None:
+        """Encode and search a few real queries: a bundle that cannot is refused now."""
+        queries = self.bundle.sample_queries()[:8]
+        queries = queries[queries[:, -1] > 0] if len(queries) else queries
+        if len(queries) == 0:
+            queries = np.array([[1]], dtype=np.int64)
+        try:
+            vectors = self.encoder.encode(queries)
+            _, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 5)
+        except Exception as exc:  # onnxruntime / faiss errors
+            raise BundleError(f"{self.bundle.path}: smoke test failed: {exc}") from None
+        if not np.isfinite(vectors).all() or (rows < 0).all():
+            raise BundleError(f"{self.bundle.path}: smoke test failed: the encoder or the index "
+                              "returns no usable result")
+
+    def rows_of(self, item_ids: Sequence[str]) -> tuple[list[int], list[str]]:
+        """Rows of the known ids (in order) and the unknown ids."""
+        get = self.row_of.get
+        rows, unknown = [], []
+        for item in item_ids:
+            row = get(item)
+            if row is None:
+                unknown.append(item)
+            else:
+                rows.append(row)
+        return rows, unknown
+
+    def recommend(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answer a batch of queries with one encoder call and one index search."""
+        prepared = []
+        for q in queries:
+            rows, unknown = self.rows_of(q.clicks)
+            excluded = set(self.rows_of(q.exclude)[0])
+            if q.exclude_clicked:
+                excluded.update(rows)
+            prepared.append((rows, unknown, excluded, min(q.top_n, self.num_items)))
+
+        with_clicks = [i for i, p in enumerate(prepared) if p[0]]
+        answers: list[Answer | None] = [None] * len(queries)
+        if with_clicks:
+            sequences = [[r + 1 for r in prepared[i][0][-self.max_len:]] for i in with_clicks]
+            vectors = self.encoder.encode(prepare_clicks(sequences, self.max_len))
+            wanted = max(prepared[i][3] + len(prepared[i][2]) for i in with_clicks)
+            k = min(wanted, self.num_items)
+            scores, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+            for j, i in enumerate(with_clicks):
+                _, unknown, excluded, top_n = prepared[i]
+                keep = [c for c in range(k) if rows[j, c] >= 0 and int(rows[j, c]) not in excluded][:top_n]
+                answers[i] = Answer(self.item_ids[rows[j, keep]].tolist(),
+                                    scores[j, keep].astype(float).tolist(), unknown, fallback=False)
+        for i, (_, unknown, excluded, top_n) in enumerate(prepared):
+            if answers[i] is None:
+                answers[i] = self.popular(top_n, excluded, unknown)
+        return answers  # type: ignore[return-value]
+
+    def popular(self, top_n: int, excluded: set[int], unknown: list[str]) -> Answer:
+        """The cold-start answer: most clicked items, scored by their training clicks."""
+        chosen = []
+        for row in self.popular_rows:
+            if int(row) not in excluded:
+                chosen.append(int(row))
+                if len(chosen) == top_n:
+                    break
+        rows = np.array(chosen, dtype=np.int64)
+        return Answer(self.item_ids[rows].tolist(), self.bundle.popularity[rows].astype(float).tolist(),
+                      unknown, fallback=True)

@@ -1,0 +1,94 @@
+"""Request and response bodies of the API (pydantic v2), with OpenAPI examples.
+
+Ids are strings; a JSON number sent as an id is taken as its decimal string, since real
+logs often use numeric ids. Static limits live here; the configurable ones (clicks per
+request, top_n, batch size) are checked against the settings by the routes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_ID_LENGTH = 256
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class RecommendRequest(_Body):
+    clicks: list[ItemId] = Field(default_factory=list, description="Raw item ids, oldest first.")
+    user_id: ItemId | None = Field(None, description="Prepend this user's stored history.")
+    top_n: int = Field(50, ge=1, description="How many items to return (1..max_top_n, 1000 by default).")
+    exclude: list[ItemId] = Field(default_factory=list, description="Items never to return.")
+    exclude_clicked: bool = Field(True, description="Never return items the user clicked.")
+
+    model_config = ConfigDict(
+        extra="forbid", coerce_numbers_to_str=True,
+        json_schema_extra={"examples": [{"clicks": ["1002", "873", "4410"], "top_n": 10}]},
+    )
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    items: list[ScoredItem] = Field(description="Best first; scores are the model's inner products "
+                                    "(popularity counts when `fallback` is true).")
+    model_version: str
+    unknown_clicks: list[str] = Field(description="Clicked ids the model does not know (ignored).")
+    fallback: bool = Field(description="No known click remained: popular items were returned.")
+    history: Literal["merged", "empty", "none", "unavailable"] = Field(
+        description="merged: the stored history was prepended; empty: the user has none; "
+        "none: no user_id given; unavailable: the history store did not answer.")
+
+
+class BatchRequest(_Body):
+    requests: list[RecommendRequest] = Field(min_length=1)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"requests": [{"clicks": ["1002"]},
+                                                      {"clicks": ["873", "4410"], "top_n": 5}]}]},
+    )
+
+
+class BatchResponse(BaseModel):
+    results: list[RecommendResponse]
+
+
+class Event(_Body):
+    user_id: ItemId
+    item_id: ItemId
+    timestamp: float | None = Field(None, description="Unix seconds; default: the time received.",
+                                    allow_inf_nan=False)
+
+    model_config = ConfigDict(
+        extra="forbid", coerce_numbers_to_str=True,
+        json_schema_extra={"examples": [{"user_id": "u17", "item_id": "1002", "timestamp": 1764201600}]},
+    )
+
+
+class EventsResponse(BaseModel):
+    stored: int
+    ids: list[str] = Field(description="Stream ids of the stored events, in order.")
+
+
+class ReloadRequest(_Body):
+    bundle: str | None = Field(None, max_length=4096,
+                               description="Bundle directory to load; default: the live pointer.")
+
+
+class ModelSwap(BaseModel):
+    model_version: str
+    changed: bool
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
