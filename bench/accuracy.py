@@ -52,7 +52,8 @@ def run_key(dataset: str, model: str, seed: int, tag: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=["pop", "sine", "sasrec"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -67,7 +67,8 @@ def worker(dataset: str, model: str, threads: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["beauty"])
     parser.add_argument("--models", nargs="+", default=["sine", "sasrec"])
     parser.add_argument("--rounds", type=int, default=3)

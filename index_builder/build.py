@@ -70,6 +70,61 @@ def tune(index, spec: IndexSpec, queries: np.ndarray, exact_ids: np.ndarray, tar
     return spec, recall
 
 
+def build_and_measure(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    kind: str = "auto",
+    on_gpu: bool = False,
+    target_recall: float = 0.99,
+) -> tuple[Any, dict[str, Any]]:
+    """Build an index over `vectors`, tune it on `queries`, measure it against exact search.
+
+    Returns the index and its manifest section (type, parameters, recall, latencies). The
+    benchmark calls this directly on synthetic catalogs; `build_for_bundle` on a bundle.
+    """
+    faiss = indexes.faiss_module()
+    num_items, dim = vectors.shape
+    if kind == "auto":
+        kind, reason = indexes.choose_type(num_items, on_gpu)
+        log.info("index type auto -> %s (%s)", kind, reason)
+    else:
+        reason = "chosen with --type"
+    if kind == "hnsw" and on_gpu:
+        log.info("faiss has no GPU HNSW: building hnsw on the CPU")
+        on_gpu = False
+    spec = indexes.default_spec(kind, num_items, dim)
+    k_max = min(100, num_items)
+    exact = indexes.exact_index(vectors, on_gpu)
+    _, exact_ids = exact.search(queries, k_max)
+    start = time.perf_counter()
+    index = indexes.build_index(spec, vectors, on_gpu)
+    build_seconds = time.perf_counter() - start
+    log.info("built %s index over %s items in %.1f s on %s", kind, f"{num_items:,}", build_seconds,
+             "GPU" if on_gpu else "CPU")
+    spec, _ = tune(index, spec, queries, exact_ids, target_recall, min(50, k_max))
+    measured = recalls(index, queries, exact_ids)
+    speed = latency(index, queries, k=min(50, k_max))
+    exact_speed = latency(exact, queries, k=min(50, k_max))
+    log.info("recall %s; %.3f ms per query (exact search: %.3f ms)",
+             ", ".join(f"{k} {v:.4f}" for k, v in measured.items()),
+             speed["batch1_p50_ms"], exact_speed["batch1_p50_ms"])
+    section: dict[str, Any] = {
+        **spec.to_dict(),
+        "metric": "inner_product",
+        "chosen_because": reason,
+        "built_on": "gpu" if on_gpu else "cpu",
+        "build_seconds": round(build_seconds, 3),
+        "index_bytes": None,
+        "recall": measured,
+        "target_recall": target_recall,
+        "queries": len(queries),
+        "latency": speed,
+        "exact_latency": exact_speed,
+        "faiss_version": faiss.__version__,
+    }
+    return index, section
+
+
 def build_for_bundle(
     bundle_path: str | Path,
     kind: str = "auto",
@@ -81,60 +136,20 @@ def build_for_bundle(
     threads: int = 0,
 ) -> Bundle:
     """Build, tune, measure and publish the index of a bundle; returns the new bundle."""
-    faiss = indexes.faiss_module()
     if threads:
-        faiss.omp_set_num_threads(threads)
+        indexes.faiss_module().omp_set_num_threads(threads)
     bundle = read_bundle(bundle_path)
-    on_gpu = indexes.use_gpu(gpu)
-    if kind == "auto":
-        kind, reason = indexes.choose_type(bundle.num_items, on_gpu)
-        log.info("index type auto -> %s (%s)", kind, reason)
-    else:
-        reason = "chosen with --type"
-    if kind == "hnsw" and on_gpu:
-        log.info("faiss has no GPU HNSW: building hnsw on the CPU")
-        on_gpu = False
-    spec = indexes.default_spec(kind, bundle.num_items, bundle.dim)
-    vectors = np.asarray(bundle.item_embeddings)
-    queries = query_vectors(bundle)
-    k_max = min(100, bundle.num_items)
-
-    exact = indexes.exact_index(vectors, on_gpu)
-    _, exact_ids = exact.search(queries, k_max)
-    start = time.perf_counter()
-    index = indexes.build_index(spec, vectors, on_gpu)
-    build_seconds = time.perf_counter() - start
-    log.info("built %s index over %s items in %.1f s on %s", kind, f"{bundle.num_items:,}",
-             build_seconds, "GPU" if on_gpu else "CPU")
-    spec, _ = tune(index, spec, queries, exact_ids, target_recall, min(50, k_max))
-    measured = recalls(index, queries, exact_ids)
-    speed = latency(index, queries, k=min(50, k_max))
-    exact_speed = latency(exact, queries, k=min(50, k_max))
-    recall50 = measured.get("recall@50", measured[max(measured)])
-    log.info("recall %s; %.3f ms per query (exact search: %.3f ms)",
-             ", ".join(f"{k} {v:.4f}" for k, v in measured.items()),
-             speed["batch1_p50_ms"], exact_speed["batch1_p50_ms"])
+    index, section = build_and_measure(np.asarray(bundle.item_embeddings), query_vectors(bundle), kind,
+                                       indexes.use_gpu(gpu), target_recall)
+    recall50 = section["recall"].get("recall@50", min(section["recall"].values()))
     if recall50 < recall_floor and not force:
         raise SineError(
             f"index recall@50 is {recall50:.4f}, below the floor {recall_floor}; not publishing "
             "(use --type flat for exact search, or --force to publish anyway)"
         )
-    section: dict[str, Any] = {
-        **spec.to_dict(),
-        "metric": "inner_product",
-        "chosen_because": reason,
-        "built_on": "gpu" if on_gpu else "cpu",
-        "build_seconds": round(build_seconds, 3),
-        "recall": measured,
-        "target_recall": target_recall,
-        "recall_floor": recall_floor,
-        "forced": bool(force and recall50 < recall_floor),
-        "queries": len(queries),
-        "latency": speed,
-        "exact_latency": exact_speed,
-        "faiss_version": faiss.__version__,
-    }
-    result = add_to_bundle(bundle.path, out or bundle.path, {INDEX: indexes.serialize(index)},
-                           {"index": section})
+    data = indexes.serialize(index)
+    section.update(recall_floor=recall_floor, forced=bool(force and recall50 < recall_floor),
+                   index_bytes=len(data))
+    result = add_to_bundle(bundle.path, out or bundle.path, {INDEX: data}, {"index": section})
     log.info("wrote %s (version %s)", result.path, result.version)
     return result

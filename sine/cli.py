@@ -292,6 +292,93 @@ def serve(
                 log_config=None, access_log=False, timeout_graceful_shutdown=30)
 
 
+# ------------------------------------------------------------ retrain / rollback
+
+
+@app.command("retrain")
+@user_errors
+def retrain(
+    data_dir: Path = typer.Option(..., envvar="SINE_DATA_DIR",
+                                  help="Event store, runs, refused candidates and reports."),
+    store: Path = typer.Option(..., envvar="SINE_STORE",
+                               help="Bundle store: one directory per version and a CURRENT pointer."),
+    base_log: Optional[Path] = typer.Option(  # noqa: UP045
+        None, envvar="SINE_BASE_LOG", help="The original interaction log the events add to."),
+    redis_url: Optional[str] = typer.Option(  # noqa: UP045
+        None, envvar="SINE_REDIS_URL", help="Redis with the event stream and the live-model pointer."),
+    redis_prefix: str = typer.Option("sine:", envvar="SINE_REDIS_PREFIX", help="Redis key prefix."),
+    metric: str = typer.Option("ndcg@10", help="Validation metric the gate compares."),
+    margin: float = typer.Option(0.001, help="Promote unless the candidate is worse than the live "
+                                 "model by more than this (absolute)."),
+    keep: int = typer.Option(5, help="Bundle versions to keep for rollback."),
+    warm_start: bool = typer.Option(False, help="Initialise from the live model's run (items by id)."),
+    config_file: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--config", "-c", help="Training options (default: the live model's)."),
+    epochs: Optional[int] = typer.Option(None, help="Override the most epochs."),  # noqa: UP045
+    index_type: str = typer.Option("auto", "--index-type", help="Index type (see build-index)."),
+    gpu: str = typer.Option("auto", help="Index on a GPU: auto, on, off."),
+    recall_floor: float = typer.Option(0.95, help="Refuse an index below this recall@50."),
+) -> None:
+    """The nightly cycle: export events, retrain, gate against the live model, publish, swap.
+
+    Exit codes: 0 promoted, 3 refused by the gate, 1 failed, 4 another retrain is running.
+    """
+    from deploy.retrain import RetrainSettings, run_retrain
+    from sine.data.logs import LogColumns
+    from sine.metrics import METRIC_NAMES
+
+    if metric not in METRIC_NAMES:
+        raise SineError(f"--metric must be one of {', '.join(METRIC_NAMES)}")
+    overrides = {"epochs": epochs} if epochs else {}
+    settings = RetrainSettings(
+        data_dir=data_dir, store=store, base_log=base_log, columns=LogColumns(), redis_url=redis_url,
+        redis_prefix=redis_prefix, metric=metric, margin=margin, keep=keep, warm_start=warm_start,
+        config_file=config_file, overrides=overrides, index_type=index_type, gpu=gpu,
+        recall_floor=recall_floor,
+    )
+    report = run_retrain(settings)
+    summary = {k: report.get(k) for k in ("status", "exit_code", "version", "reason", "error",
+                                          "live_version_before", "live_version_after",
+                                          "total_seconds", "report_path")}
+    typer.echo(json.dumps({k: v for k, v in summary.items() if v is not None}, indent=2))
+    raise typer.Exit(report["exit_code"])
+
+
+@app.command("rollback")
+@user_errors
+def rollback_command(
+    store: Path = typer.Option(..., envvar="SINE_STORE", help="Bundle store to roll back."),
+    redis_url: Optional[str] = typer.Option(  # noqa: UP045
+        None, envvar="SINE_REDIS_URL", help="Also move the Redis pointer and announce the swap."),
+    redis_prefix: str = typer.Option("sine:", envvar="SINE_REDIS_PREFIX", help="Redis key prefix."),
+) -> None:
+    """Make the previous bundle version live again (store pointer, Redis pointer, reload message)."""
+    from deploy.retrain import rollback
+
+    typer.echo(f"live version: {rollback(store, redis_url, redis_prefix)}")
+
+
+@app.command("schedule", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def schedule(
+    ctx: typer.Context,
+    cron: str = typer.Option(..., envvar="SINE_RETRAIN_CRON", help="Cron expression, e.g. '0 3 * * *'."),
+    run_now: bool = typer.Option(False, help="Also run once at start."),
+) -> None:
+    """Run the command after `--` on a cron schedule.
+
+    Example: sine schedule --cron '0 3 * * *' -- sine retrain
+    """
+    from deploy.scheduler import next_run, run_schedule
+
+    if not ctx.args:
+        raise SineError("give the command to run after --, e.g. -- sine retrain")
+    from datetime import datetime
+
+    next_run(cron, datetime.now())  # validates the expression
+    run_schedule(cron, ctx.args, run_now)
+
+
 # --------------------------------------------------------------------------- synth
 
 

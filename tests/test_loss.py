@@ -18,19 +18,19 @@ def setup(seed=0, M=300, D=16, B=32):
 
 def test_full_softmax_is_cross_entropy_over_all_items():
     H, v, targets = setup()
-    loss = full_softmax_loss(v, H[1:], targets)
+    loss = full_softmax_loss(v, H, targets)
     expected = F.cross_entropy(v @ H[1:].T, targets - 1)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_bf16_products_match_fp32_loss_and_gradients():
     H, v, targets = setup()
-    exact = full_softmax_loss(v, H[1:], targets)
+    exact = full_softmax_loss(v, H, targets)
     exact.backward()
     grads = v.grad.clone(), H.grad.clone()
     v.grad = None
     H.grad = None
-    low = full_softmax_loss(v, H[1:], targets, low_precision=True)
+    low = full_softmax_loss(v, H, targets, low_precision=True)
     low.backward()
     assert low.item() == pytest.approx(exact.item(), rel=2e-2)
     for exact_grad, low_grad in zip(grads, (v.grad, H.grad), strict=True):
@@ -43,8 +43,8 @@ def test_sampled_softmax_masks_accidental_hits_and_tracks_the_full_loss():
     H, v, targets = setup(M=200)
     counts = np.r_[0, np.random.default_rng(0).integers(1, 50, 200)]
     sampled = SampledSoftmax(counts, negatives=4000, generator=torch.Generator().manual_seed(0))
-    approx = sampled(v, H[1:], targets)
-    full = full_softmax_loss(v, H[1:], targets)
+    approx = sampled(v, H, targets)
+    full = full_softmax_loss(v, H, targets)
     assert torch.isfinite(approx)
     # with many negatives and the log-Q correction the sampled loss estimates the full one
     assert approx.item() == pytest.approx(full.item(), rel=0.1)

@@ -76,6 +76,8 @@ class TrainConfig:
     seed: int = _f(0, "Random seed: the same seed, data and threads give the same model.")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
     threads: int = _f(0, "CPU threads for torch (0: torch's default, all cores).")
+    init_from: str | None = _f(
+        None, "Warm start: initialise from this run directory (items matched by id).")
     # data
     min_item_count: int = _f(0, "Drop items with fewer clicks before splitting.")
     min_user_count: int = _f(0, "Then drop users with fewer clicks.")

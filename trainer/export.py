@@ -141,8 +141,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
         sample_queries=queries,
         data_fingerprint=run.info["data"]["fingerprint"],
         metrics=metrics,
-        extra={"run": {"seed": run.config.seed, "best_epoch": run.metrics.get("best_epoch")},
-               **(extra or {})},
+        extra={"run": {"path": str(Path(run_dir).resolve()), "seed": run.config.seed,
+                       "best_epoch": run.metrics.get("best_epoch")},
+               "training": run.config.to_dict(), **(extra or {})},
     )
     log.info("wrote bundle %s (version %s, %d items, D=%d)", out, bundle.version,
              bundle.num_items, bundle.dim)

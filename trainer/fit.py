@@ -161,7 +161,7 @@ def fit(
                 width = int(lengths[batch].max()) if config.length_buckets else config.max_len
                 batch = batch.to(device)
                 out = model(inputs[batch, -width:])
-                loss = likelihood(out.user_vector, model.item_vectors(), targets[batch], bf16)
+                loss = likelihood(out.user_vector, model.item_table(), targets[batch], bf16)
                 loss = loss + model.regularization()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

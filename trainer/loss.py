@@ -32,9 +32,11 @@ class _BF16SoftmaxCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, user_vector, items, targets):  # type: ignore[override]
-        v16, h16 = user_vector.to(torch.bfloat16), items.to(torch.bfloat16)
-        probs = torch.softmax(v16 @ h16.T, dim=1)  # [B, M] bf16
+    def forward(ctx, user_vector, table, targets):  # type: ignore[override]
+        v16, h16 = user_vector.to(torch.bfloat16), table.to(torch.bfloat16)
+        logits = v16 @ h16.T  # [B, M + 1]
+        logits[:, 0] = float("-inf")  # padding is not an item
+        probs = torch.softmax(logits, dim=1)
         rows = torch.arange(len(targets), device=targets.device)
         target_probs = probs[rows, targets].float().clamp_min(torch.finfo(torch.float32).tiny)
         ctx.save_for_backward(v16, h16, probs, targets)
@@ -53,17 +55,20 @@ class _BF16SoftmaxCrossEntropy(torch.autograd.Function):
 
 def full_softmax_loss(
     user_vector: torch.Tensor,
-    items: torch.Tensor,
+    table: torch.Tensor,
     targets: torch.Tensor,
     low_precision: bool = False,
 ) -> torch.Tensor:
-    """eq. (9): mean over the batch of -log softmax(H v)[target].
+    """eq. (9): mean over the batch of -log softmax(H v)[target], over all M items.
 
-    `items` is H without the padding row, so item index i is column i - 1.
+    `table` is H with its padding row 0 (which never scores: its logit is -inf), so that
+    targets are item indices and the gradient lands in the table without a copy.
     """
     if low_precision:
-        return _BF16SoftmaxCrossEntropy.apply(user_vector, items, targets - 1)
-    return F.cross_entropy(user_vector @ items.T, targets - 1)
+        return _BF16SoftmaxCrossEntropy.apply(user_vector, table, targets)
+    logits = user_vector @ table.T
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits, targets)
 
 
 class SampledSoftmax:
@@ -78,16 +83,15 @@ class SampledSoftmax:
         self.negatives = negatives
         self.generator = generator
 
-    def __call__(self, user_vector: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+    def __call__(self, user_vector: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
                  low_precision: bool = False) -> torch.Tensor:
         device = user_vector.device
         sampled = torch.multinomial(self.q, self.negatives, replacement=True, generator=self.generator)
-        sampled = sampled.to(device)
+        sampled = sampled.to(device) + 1  # item indices
         log_q = self.log_q.to(device)
         correction = float(np.log(self.negatives))
-        target_rows = targets - 1
-        positive = (user_vector * items[target_rows]).sum(-1)  # exact: counted once, as in Z
-        negative = user_vector @ items[sampled].T - (log_q[sampled] + correction)  # [B, S]
-        negative = negative.masked_fill(sampled.unsqueeze(0) == target_rows.unsqueeze(1), float("-inf"))
+        positive = (user_vector * table[targets]).sum(-1)  # exact: counted once, as in Z
+        negative = user_vector @ table[sampled].T - (log_q[sampled - 1] + correction)  # [B, S]
+        negative = negative.masked_fill(sampled.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -108,15 +108,23 @@ def train_run(
     sep: str | None = None,
 ) -> dict[str, Any]:
     """Train `config.model` on the log at `data_path`; write and return its metrics."""
+    data = load_data(data_path, config, columns, sep)
+    source = {"path": str(data_path), "sep": sep,
+              "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp}}
+    return train_split(data, source, out_dir, config)
+
+
+def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
+                config: TrainConfig) -> dict[str, Any]:
+    """Train on an already split log; `source` says where it came from (for the record)."""
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    data = load_data(data_path, config, columns, sep)
     num_examples = int(np.maximum(data.train_lengths - 1, 0).sum())
     log.info(
         "%s: %s users, %s items, %s clicks; %s training examples, %s evaluated users",
-        data_path, f"{len(data.user_ids):,}", f"{data.num_items:,}", f"{len(data.items):,}",
+        source.get("path"), f"{len(data.user_ids):,}", f"{data.num_items:,}", f"{len(data.items):,}",
         f"{num_examples:,}", f"{len(data.eval_users):,}",
     )
     out_dir = Path(out_dir)
@@ -125,7 +133,7 @@ def train_run(
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("sine").addHandler(handler)
         try:
-            metrics = _train_into(staged, data, data_path, config, columns, sep, device, started)
+            metrics = _train_into(staged, data, source, config, device, started)
         finally:
             logging.getLogger("sine").removeHandler(handler)
             handler.close()
@@ -133,17 +141,13 @@ def train_run(
     return metrics
 
 
-def _train_into(staged: Path, data: SplitData, data_path, config: TrainConfig, columns: LogColumns,
-                sep: str | None, device: torch.device, started: float) -> dict[str, Any]:
+def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: TrainConfig,
+                device: torch.device, started: float) -> dict[str, Any]:
     popularity = data.train_item_counts()
+    data_path = source.get("path")
     info: dict[str, Any] = {
         "train": config.to_dict(),
-        "data": {
-            "path": str(data_path),
-            "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp},
-            "sep": sep,
-            "fingerprint": data.fingerprint,
-        },
+        "data": {**source, "fingerprint": data.fingerprint},
     }
     seed_everything(config.seed)
     if config.model == "pop":
@@ -154,6 +158,8 @@ def _train_into(staged: Path, data: SplitData, data_path, config: TrainConfig, c
         arch = model_config(config, data.num_items)
         info["architecture"] = arch
         encoder = build_encoder(config.model, arch)
+        if config.init_from:
+            warm_start(encoder, data.vocabulary, Path(config.init_from))
 
         def save_checkpoint(model: SequenceEncoder, epoch: int) -> None:
             _save_checkpoint(staged / CHECKPOINT, config.model, arch, model, epoch)
@@ -214,6 +220,34 @@ def _train_into(staged: Path, data: SplitData, data_path, config: TrainConfig, c
             plots.concept_usage(result.history, result.best_epoch, config.prototypes,
                                 staged / "concept_usage.png")
     return metrics
+
+
+def warm_start(encoder: SequenceEncoder, vocabulary: ItemVocabulary, run_dir: Path) -> None:
+    """Initialise `encoder` from a trained run: same-shaped weights are copied, item rows
+    are matched by raw item id (new items keep their random initialisation)."""
+    old = load_run(run_dir)
+    if old.encoder is None or type(old.encoder) is not type(encoder):
+        raise SineError(f"{run_dir}: cannot warm-start a {type(encoder).__name__} from this run")
+    state = encoder.state_dict()
+    old_state = old.encoder.state_dict()
+    rows = np.array([old.vocabulary.index_of(item) for item in vocabulary.ids], dtype=np.int64)
+    known = torch.as_tensor(rows > 0)
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in state.items():
+            previous = old_state.get(name)
+            if previous is None:
+                continue
+            if name.endswith(("item_embedding.weight", "output_embedding.weight")):
+                new_rows = torch.arange(1, len(rows) + 1)[known]
+                tensor[new_rows] = previous[torch.as_tensor(rows)[known]]
+                copied += 1
+            elif previous.shape == tensor.shape:
+                tensor.copy_(previous)
+                copied += 1
+    encoder.load_state_dict(state)
+    log.info("warm start from %s: %d tensors, %d of %d items known", run_dir, copied,
+             int(known.sum()), len(rows))
 
 
 def _without_counts(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""The event store: click events moved from the Redis stream to Parquet, exactly once.
+
+Layout under the data directory::
+
+    events/day=2026-11-27/events-1764201600000_0-1764205199999_3.parquet
+
+A file holds a contiguous range of stream entries (its name gives the first and last
+stream id) and sits in the partition of the day those entries reached Redis (stream ids
+are arrival times, so partitions follow id order). Export is idempotent and loses
+nothing, whatever point it is killed at:
+
+1. read the entries after the last exported id (the largest id in any file name);
+2. write each day's part to a temporary name, fsync, rename (atomic), fsync the folder;
+3. only then trim the exported entries from the stream (XTRIM MINID).
+
+Killed before 2 completes: the renamed files cover a prefix of the range and the next
+run continues after it. Killed between 2 and 3: the next run finds everything exported,
+writes nothing twice and trims. Entries are never deleted before they are on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sine.atomic import fsync_directory
+from sine.data.logs import ITEM, TIME, USER
+
+log = logging.getLogger("sine.retrain")
+
+FILE_PATTERN = re.compile(r"events-(\d+)_(\d+)-(\d+)_(\d+)\.parquet$")
+BATCH = 50_000
+
+
+def parse_id(stream_id: str) -> tuple[int, int]:
+    ms, seq = stream_id.split("-")
+    return int(ms), int(seq)
+
+
+def format_id(stream_id: tuple[int, int]) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+@dataclass
+class ExportResult:
+    events: int
+    files: list[str]
+    last_id: str | None
+    trimmed: int
+
+
+def last_exported_id(events_dir: Path) -> tuple[int, int] | None:
+    """The largest stream id in the event store (from the file names alone)."""
+    best = None
+    if events_dir.is_dir():
+        for file in events_dir.glob("day=*/events-*.parquet"):
+            match = FILE_PATTERN.search(file.name)
+            if match:
+                last = (int(match.group(3)), int(match.group(4)))
+                best = last if best is None or last > best else best
+    return best
+
+
+def _write_part(events_dir: Path, rows: list[tuple[str, dict]]) -> Path:
+    first, last = parse_id(rows[0][0]), parse_id(rows[-1][0])
+    day = datetime.fromtimestamp(first[0] / 1000, UTC).strftime("%Y-%m-%d")
+    folder = events_dir / f"day={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table({
+        USER: [f["user_id"] for _, f in rows],
+        ITEM: [f["item_id"] for _, f in rows],
+        TIME: [float(f.get("timestamp", first[0] / 1000)) for _, f in rows],
+        "stream_id": [i for i, _ in rows],
+    })
+    target = folder / f"events-{first[0]}_{first[1]}-{last[0]}_{last[1]}.parquet"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".events-", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_directory(folder)
+    return target
+
+
+def export_events(redis_client, stream_key: str, events_dir: Path, batch: int = BATCH) -> ExportResult:
+    """Move every entry of the stream into the event store (see the module doc)."""
+    events_dir.mkdir(parents=True, exist_ok=True)
+    after = last_exported_id(events_dir)
+    start = f"({format_id(after)}" if after else "-"
+    files, total, last = [], 0, after
+    while True:
+        entries = redis_client.xrange(stream_key, min=start, max="+", count=batch)
+        if not entries:
+            break
+        entries = [(i.decode() if isinstance(i, bytes) else i,
+                    {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                     for k, v in fields.items()}) for i, fields in entries]
+        # one file per arrival day, in id order
+        day_of = [datetime.fromtimestamp(parse_id(i)[0] / 1000, UTC).date() for i, _ in entries]
+        begin = 0
+        for position in range(1, len(entries) + 1):
+            if position == len(entries) or day_of[position] != day_of[begin]:
+                files.append(str(_write_part(events_dir, entries[begin:position])))
+                begin = position
+        total += len(entries)
+        last = parse_id(entries[-1][0])
+        start = f"({entries[-1][0]}"
+    trimmed = 0
+    if last is not None:
+        # everything up to `last` is on disk: drop it from the stream
+        trimmed = int(redis_client.xtrim(stream_key, minid=format_id((last[0], last[1] + 1)),
+                                         approximate=False))
+    log.info("exported %d events in %d files; trimmed %d from the stream", total, len(files), trimmed)
+    return ExportResult(total, files, format_id(last) if last else None, trimmed)
+
+
+def read_events(events_dir: Path) -> pd.DataFrame:
+    """Every stored event as a log frame (user_id, item_id, timestamp), possibly empty."""
+    files = sorted(events_dir.glob("day=*/events-*.parquet")) if events_dir.is_dir() else []
+    if not files:
+        return pd.DataFrame({USER: pd.Series(dtype=str), ITEM: pd.Series(dtype=str),
+                             TIME: pd.Series(dtype=float)})
+    frames = [pq.read_table(f, columns=[USER, ITEM, TIME, "stream_id"]).to_pandas() for f in files]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame
