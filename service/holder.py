@@ -120,4 +120,4 @@ class ModelHolder:
         finally:
             if pubsub is not None:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), timeout=1)

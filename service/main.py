@@ -57,11 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # bounded: a shutdown must never hang on a half-dead Redis connection
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(watcher, timeout=2)
             app.state.coalescer.close()
-            await store.close()
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(store.close(), timeout=2)
 
     app = FastAPI(title="sine-rec", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
