@@ -178,6 +178,10 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
     from trainer.export import export_bundle
     from trainer.run import train_split
 
+    # candidates of runs that were killed are garbage now (we hold the lock: none is in use)
+    if settings.store.is_dir():
+        for stale in settings.store.glob(".candidate-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     live_name = bundle_store.current_version_name(settings.store)
     live = bundle_store.read_bundle(settings.store / live_name) if live_name else None
     report["live_version_before"] = live_name

@@ -58,8 +58,10 @@ class ModelHolder:
             if target is None:
                 raise BundleError("no bundle configured (set SINE_BUNDLE or publish one)")
             manifest = bundle_store.read_manifest(target)
-            if not force and self.model is not None and manifest["version"] == self.model.version:
-                return False
+            live = self.model
+            if (not force and live is not None and manifest["version"] == live.version
+                    and Path(target).resolve() == live.bundle.path.resolve()):
+                return False  # the same bundle at the same place: nothing to do
             try:
                 loaded = await asyncio.to_thread(self._load, target)
             except BundleError as exc:
