@@ -145,15 +145,15 @@ STEPS = ["export_events", "train", "export_bundle", "gate", "build_index", "publ
 def retrain_command(data_dir: Path, store: Path, base: Path, redis_url: str) -> list[str]:
     return [sys.executable, "-c", "from sine.cli import main; main()", "retrain",
             "--data-dir", str(data_dir), "--store", str(store), "--base-log", str(base),
-            "--redis-url", redis_url, "--epochs", "2", "--index-type", "flat", "--margin", "1"]
+            "--redis-url", redis_url, "--epochs", "1", "--index-type", "flat", "--margin", "1"]
 
 
 def test_retrain_killed_at_every_step_leaves_the_live_model_and_the_next_run_completes(tmp_path, redis_url):
     base = tmp_path / "base.csv"
-    synthetic_log(SyntheticSpec(num_users=300, num_items=120, num_groups=6, seed=2)).to_csv(base, index=False)
+    synthetic_log(SyntheticSpec(num_users=150, num_items=60, num_groups=6, seed=2)).to_csv(base, index=False)
     data_dir, store = tmp_path / "data", tmp_path / "bundles"
     config = tmp_path / "train.json"
-    config.write_text(json.dumps({"dim": 16, "prototypes": 8, "interests": 2, "batch_size": 128}))
+    config.write_text(json.dumps({"dim": 8, "prototypes": 4, "interests": 2, "batch_size": 256}))
     command = [*retrain_command(data_dir, store, base, redis_url), "--config", str(config)]
     assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     live = bundle_store.current_version_name(store)

@@ -22,17 +22,26 @@ from service.main import create_app
 from sine import bundle as bundle_store
 from sine.data.synthetic import SyntheticSpec, synthetic_log
 
-FAST = {"dim": 32, "prototypes": 20, "interests": 4, "epochs": 4, "patience": 2, "batch_size": 128}
+FAST = {"dim": 32, "prototypes": 20, "interests": 4, "epochs": 3, "patience": 2, "batch_size": 128}
+
+
+def make_world(tmp_path, redis_url, users: int, items: int, overrides: dict):
+    frame = synthetic_log(SyntheticSpec(num_users=users, num_items=items, num_groups=10, seed=5))
+    base = tmp_path / "base.csv"
+    frame.to_csv(base, index=False)
+    settings = RetrainSettings(data_dir=tmp_path / "data", store=tmp_path / "bundles", base_log=base,
+                               redis_url=redis_url, overrides=overrides, index_type="flat", margin=0.02)
+    return frame, settings
 
 
 @pytest.fixture()
 def world(tmp_path, redis_url):
-    frame = synthetic_log(SyntheticSpec(num_users=800, num_items=400, num_groups=10, seed=5))
-    base = tmp_path / "base.csv"
-    frame.to_csv(base, index=False)
-    settings = RetrainSettings(data_dir=tmp_path / "data", store=tmp_path / "bundles", base_log=base,
-                               redis_url=redis_url, overrides=FAST, index_type="flat", margin=0.02)
-    return frame, settings
+    return make_world(tmp_path, redis_url, 800, 400, FAST)
+
+
+@pytest.fixture()
+def small_world(tmp_path, redis_url):
+    return make_world(tmp_path, redis_url, 200, 100, {**FAST, "dim": 16, "prototypes": 8, "epochs": 1})
 
 
 def shifted_users(frame: pd.DataFrame):
@@ -149,8 +158,8 @@ def test_nightly_cycle_end_to_end(world):
         assert not [p for p in settings.store.iterdir() if p.name.startswith(".candidate")]
 
 
-def test_a_failing_retrain_leaves_the_live_model_untouched(world, monkeypatch):
-    _, settings = world
+def test_a_failing_retrain_leaves_the_live_model_untouched(small_world, monkeypatch):
+    _, settings = small_world
     assert run_retrain(settings)["status"] == "promoted"
     live = bundle_store.current_version_name(settings.store)
     import index_builder.build
@@ -165,10 +174,10 @@ def test_a_failing_retrain_leaves_the_live_model_untouched(world, monkeypatch):
     assert report["live_version_after"] == live
 
 
-def test_only_one_retrain_at_a_time(world):
+def test_only_one_retrain_at_a_time(small_world):
     from deploy.retrain import LOCKED, exclusive
 
-    _, settings = world
+    _, settings = small_world
     with exclusive(settings.data_dir) as acquired:
         assert acquired
         assert run_retrain(settings)["exit_code"] == LOCKED

@@ -302,3 +302,12 @@ def test_service_never_imports_torch():
     code = ("import sys, service.main, service.recommender, service.store; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        assert f"`SINE_{name.upper()}`" in readme, name
+        assert field.description and field.description in readme, name

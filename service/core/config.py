@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     max_batch: int = Field(256, ge=1, le=100_000, description="Most requests in one /recommend/batch call.")
     max_events: int = Field(1000, ge=1, le=1_000_000, description="Most events in one /events call.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
-    max_id_length: int = Field(256, ge=1, description="Longest user or item id accepted.")
     onnx_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads (0: all cores).")
     faiss_threads: int = Field(1, ge=0, description="faiss OpenMP threads (0: all cores).")
     gpu: Literal["auto", "on", "off"] = Field(
