@@ -121,7 +121,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--top-n", type=int, default=50)
-    parser.add_argument("--variants", nargs="+", default=["batching", "no-batching"])
+    parser.add_argument("--variants", nargs="+", default=["batching", "batching-thread", "no-batching"],
+                        help="batching: coalesced, computed on the event loop; batching-thread: "
+                        "coalesced, computed in a worker thread; no-batching: one request at a time")
+    parser.add_argument("--compare-bundle", type=Path,
+                        help="the same model with another index (e.g. sine build-index --type flat), "
+                        "run with batching")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = parser.parse_args()
@@ -142,9 +147,13 @@ def main() -> None:
         manifest = json.loads((twin / "manifest.json").read_text())
         manifest["version"] += "-twin"
         (twin / "manifest.json").write_text(json.dumps(manifest))
-        for variant in args.variants:
-            env = {"SINE_BATCHING": "false" if variant == "no-batching" else "true"}
-            server = start_server(args.bundle, args.port, 0, env)
+        plan = [(variant, args.bundle) for variant in args.variants]
+        if args.compare_bundle is not None:
+            plan.append((f"batching, {index_of(args.compare_bundle)['type']} index", args.compare_bundle))
+        for variant, bundle_path in plan:
+            env = {"SINE_BATCHING": "false" if variant == "no-batching" else "true",
+                   "SINE_BATCH_IN_THREAD": "true" if variant == "batching-thread" else "false"}
+            server = start_server(bundle_path, args.port, 0, env)
             try:
                 wrk(args.port, "/_static", script, 3, args.connections, 1)  # warm up
                 wrk(args.port, "/recommend", script, 3, args.connections, 1)
@@ -155,7 +164,7 @@ def main() -> None:
                     runs["recommend"].append(wrk(args.port, "/recommend", script, args.seconds,
                                                  args.connections, 1))
                 entry = summarize(runs)
-                if variant == args.variants[0]:
+                if variant == plan[0][0]:
                     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                             "from bench.serve_bench import reload_loop; from pathlib import Path; "
                             f"print(reload_loop({args.port}, [Path({str(args.bundle)!r}), "
@@ -165,6 +174,7 @@ def main() -> None:
                     during = wrk(args.port, "/recommend", script, args.seconds, args.connections, 1)
                     swaps = int(swap.communicate()[0].strip() or 0)
                     entry["during_reloads"] = {**during, "swaps": swaps}
+                entry["index"] = index_of(bundle_path)
                 report["variants"][variant] = entry
             finally:
                 server.terminate()
@@ -174,6 +184,12 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
     args.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
+
+
+def index_of(bundle_path: Path) -> dict:
+    section = read_bundle(bundle_path).manifest["index"]
+    return {"type": section["type"], "search": section.get("search"),
+            "recall@50": section["recall"].get("recall@50")}
 
 
 def summarize(runs: dict[str, list[dict]]) -> dict:
@@ -191,15 +207,17 @@ def markdown(report: dict) -> str:
     lines = [f"Bundle {report['bundle']} ({report['items']:,} items, {report['index']['type']} index, "
              f"recall@50 {report['index']['recall'].get('recall@50', 0):.4f}); {report['connections']} "
              f"connections, {report['clicks']} clicks, top_n {report['top_n']}.", "",
-             "| variant | static req/s | /recommend req/s | ratio | p50 ms | p90 ms | p99 ms | p99/p50 | "
-             "errors | during reloads: req/s, errors, swaps |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| variant | index (recall@50) | static req/s | /recommend req/s | ratio | p50 ms | p90 ms | "
+             "p99 ms | p99/p50 | errors | during reloads: req/s, errors, swaps |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for variant, e in report["variants"].items():
         r = e["recommend"]
         swap = e.get("during_reloads")
         swap_text = (f"{swap['requests_per_second']:,.0f}, {swap['non_2xx'] + swap['socket_errors']}, "
                      f"{swap['swaps']}") if swap else ""
-        lines.append(f"| {variant} | {e['static']['requests_per_second']:,.0f} | "
+        index = e.get("index") or {"type": report["index"]["type"], "recall@50": 0.0}
+        lines.append(f"| {variant} | {index['type']} ({index['recall@50']:.4f}) | "
+                     f"{e['static']['requests_per_second']:,.0f} | "
                      f"{r['requests_per_second']:,.0f} | "
                      f"{e['ratio']:.2f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{e['p99_over_p50']:.2f} | {r['errors'] + e['static']['errors']} | {swap_text} |")

@@ -1,10 +1,17 @@
 """Coalescing concurrent /recommend requests into one encoder call and one index search.
 
-No timer: while one batch is being computed (in a worker thread; onnxruntime and faiss
-release the GIL), the requests that arrive queue up, and the next batch takes all of
-them (up to `max_batch`). An idle service answers a lone request at once; a busy one
-answers in batches that grow with the load, which is where batch encoding and batched
-index search pay off.
+No timer. The first request to arrive starts a drain task; before each batch the task
+yields to the event loop until no more requests join the queue (requests already being
+parsed get their turn), then computes everything queued (up to `max_batch`) at once. An
+idle service answers a lone request after a few idle loop turns (microseconds); a busy
+one answers in batches that grow with the load, which is where batch encoding and
+batched index search pay off.
+
+By default the batch is computed on the event loop itself. On a worker with one core
+that is the fastest choice (measured in bench/serve_bench.py): a hand-off to a thread
+costs a context switch and, worse, a wait for the GIL each way while the loop parses
+the next requests. `in_thread=True` computes in one worker thread instead (onnxruntime
+and faiss release the GIL), which keeps the loop responsive when a batch is long.
 """
 
 from __future__ import annotations
@@ -19,12 +26,15 @@ R = TypeVar("R")
 
 
 class Coalescer(Generic[T, R]):
-    def __init__(self, compute: Callable[[Sequence[T]], Sequence[R]], max_batch: int):
+    def __init__(self, compute: Callable[[Sequence[T]], Sequence[R]], max_batch: int,
+                 in_thread: bool = False, settle_turns: int = 2):
         self.compute = compute
         self.max_batch = max_batch
+        self.settle_turns = settle_turns
         self.queue: list[tuple[T, asyncio.Future[R]]] = []
         self.draining = False
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sine-batch")
+        self.executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="sine-batch")
+                         if in_thread else None)
         self._task: asyncio.Task | None = None
         self.batches = 0
         self.items = 0
@@ -38,16 +48,28 @@ class Coalescer(Generic[T, R]):
             self._task = loop.create_task(self._drain())
         return await future
 
+    async def _settle(self) -> None:
+        """Yield to the loop until the queue stops growing for `settle_turns` turns."""
+        quiet = 0
+        while quiet < self.settle_turns and len(self.queue) < self.max_batch:
+            size = len(self.queue)
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if len(self.queue) == size else 0
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self.queue:
+                await self._settle()
                 batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
                 self.batches += 1
                 self.items += len(batch)
+                items = [item for item, _ in batch]
                 try:
-                    results = await loop.run_in_executor(self.executor, self.compute,
-                                                         [item for item, _ in batch])
+                    if self.executor is None:
+                        results = self.compute(items)
+                    else:
+                        results = await loop.run_in_executor(self.executor, self.compute, items)
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
@@ -60,4 +82,5 @@ class Coalescer(Generic[T, R]):
             self.draining = False
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)

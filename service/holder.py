@@ -57,12 +57,12 @@ class ModelHolder:
             target = path if path is not None else await self._pointer()
             if target is None:
                 raise BundleError("no bundle configured (set SINE_BUNDLE or publish one)")
-            manifest = bundle_store.read_manifest(target)
-            live = self.model
-            if (not force and live is not None and manifest["version"] == live.version
-                    and Path(target).resolve() == live.bundle.path.resolve()):
-                return False  # the same bundle at the same place: nothing to do
             try:
+                manifest = bundle_store.read_manifest(target)
+                live = self.model
+                if (not force and live is not None and manifest["version"] == live.version
+                        and Path(target).resolve() == live.bundle.path.resolve()):
+                    return False  # the same bundle at the same place: nothing to do
                 loaded = await asyncio.to_thread(self._load, target)
             except BundleError as exc:
                 self.last_error = str(exc)

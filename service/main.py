@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.holder = ModelHolder(settings)
     app.state.store = MemoryStore(settings.history_cap)
-    app.state.coalescer = Coalescer(recommend.answer_coalesced, settings.max_coalesced)
+    app.state.coalescer = Coalescer(lambda items: recommend.answer_coalesced(items, metrics),
+                                    settings.max_coalesced, in_thread=settings.batch_in_thread)
 
     def on_swap() -> None:
         model = app.state.holder.model

@@ -55,6 +55,7 @@ class LoadedModel:
         self.max_len = bundle.max_len
         self.num_items = bundle.num_items
         self.item_ids = np.array(bundle.items, dtype=object)
+        self.item_list = list(bundle.items)
         self.row_of = {item: row for row, item in enumerate(bundle.items)}  # raw id -> row (index - 1)
         self.popular_rows = np.argsort(-bundle.popularity, kind="stable")
         self.encoder = OnnxEncoder(bundle.encoder_path, threads=onnx_threads,
@@ -135,11 +136,18 @@ class LoadedModel:
             wanted = max(prepared[i][3] + len(prepared[i][2]) for i in with_clicks)
             k = min(wanted, self.num_items)
             scores, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+            # plain Python lists: indexing numpy scalars one by one costs more than the search
+            all_rows, all_scores, names = rows.tolist(), scores.tolist(), self.item_list
             for j, i in enumerate(with_clicks):
                 _, unknown, excluded, top_n = prepared[i]
-                keep = [c for c in range(k) if rows[j, c] >= 0 and int(rows[j, c]) not in excluded][:top_n]
-                answers[i] = Answer(self.item_ids[rows[j, keep]].tolist(),
-                                    scores[j, keep].astype(float).tolist(), unknown, fallback=False)
+                ids, values = [], []
+                for row, score in zip(all_rows[j], all_scores[j], strict=True):
+                    if row >= 0 and row not in excluded:
+                        ids.append(names[row])
+                        values.append(score)
+                        if len(ids) == top_n:
+                            break
+                answers[i] = Answer(ids, values, unknown, fallback=False)
         for i, (_, unknown, excluded, top_n) in enumerate(prepared):
             if answers[i] is None:
                 answers[i] = self.popular(top_n, excluded, unknown)

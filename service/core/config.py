@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     batching: bool = Field(
         True, description="Encode and search concurrent /recommend requests as one batch.")
     max_coalesced: int = Field(64, ge=1, description="Most requests coalesced into one batch.")
+    batch_in_thread: bool = Field(
+        False, description="Compute coalesced batches in a worker thread instead of on the event "
+        "loop (slower on one core; keeps the loop free during long batches).")
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for /admin/*; unset: the admin endpoints are disabled.")
     reload_poll_seconds: float = Field(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.api.deps import get_settings, live_model
 from service.core.config import Settings
@@ -14,6 +18,28 @@ from service.store import StoreUnavailable
 router = APIRouter(tags=["recommend"])
 
 JSON = "application/json"
+B = TypeVar("B", bound=BaseModel)
+
+
+def documented_body(model: type[BaseModel]) -> dict:
+    """`openapi_extra` for a route that parses its own body (see `parse_body`)."""
+    return {"requestBody": {"required": True,
+                            "content": {JSON: {"schema": model.model_json_schema()}}}}
+
+
+async def parse_body(request: Request, model: type[B]) -> B:
+    """Validate the raw body with pydantic-core's JSON parser, in one pass.
+
+    FastAPI's own path (json.loads, then validation of the Python objects, then the
+    dependency solver) cost about a fifth of a /recommend request on one core. Errors
+    take the same shape as FastAPI's, so the 422 handler words them the same way.
+    """
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 def check_limits(body: RecommendRequest, settings: Settings, where: str = "") -> None:
@@ -65,8 +91,10 @@ async def compute(request: Request, model: LoadedModel, queries: list[Query]) ->
     return answers
 
 
-def answer_coalesced(items: list[tuple[LoadedModel, Query]]) -> list[Answer]:
+def answer_coalesced(items: list[tuple[LoadedModel, Query]], metrics=None) -> list[Answer]:
     """Compute a coalesced batch; during a swap it may span two versions, each gets its own."""
+    if metrics is not None:
+        metrics.batch_size.observe(len(items))
     answers: list[Answer | None] = [None] * len(items)
     groups: dict[int, list[int]] = {}
     for position, (model, _) in enumerate(items):
@@ -80,13 +108,11 @@ def answer_coalesced(items: list[tuple[LoadedModel, Query]]) -> list[Answer]:
 
 
 @router.post("/recommend", response_model=RecommendResponse,
-             summary="Top-N items for a click sequence (and/or a user's stored history)")
-async def recommend(
-    body: RecommendRequest,
-    request: Request,
-    model: LoadedModel = Depends(live_model),
-    settings: Settings = Depends(get_settings),
-) -> Response:
+             summary="Top-N items for a click sequence (and/or a user's stored history)",
+             openapi_extra=documented_body(RecommendRequest))
+async def recommend(request: Request) -> Response:
+    body = await parse_body(request, RecommendRequest)
+    model, settings = live_model(request), request.app.state.settings
     check_limits(body, settings)
     query, history = await to_query(request, body)
     (answer,) = await compute(request, model, [query])
