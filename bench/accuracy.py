@@ -89,6 +89,7 @@ def main() -> None:
                                                "best_epoch", "train_seconds", "examples_per_second")},
                     "concepts": {k: v for k, v in metrics.get("concepts", {}).items()
                                  if k != "concept_counts"},
+                    "interrupted": metrics.get("interrupted", False),  # Ctrl-C: best epoch so far
                     "wall_seconds": round(time.time() - started, 1),
                     "commit": git_commit(),
                 }

@@ -60,13 +60,13 @@ def synthetic_catalog(num_items: int, dim: int = 128, clusters: int = 2000, quer
     return np.ascontiguousarray(items), np.ascontiguousarray(q)
 
 
-def real_catalog(dataset: str, runs: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+def real_catalog(dataset: str, runs: Path, run_name: str, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     from trainer.export import export_bundle
 
-    run = runs / dataset / "sine" / "seed0"
+    run = runs / dataset / run_name
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: train it first (bench/accuracy.py --datasets {dataset} "
-                                "--models sine --seeds 0)")
+                                "--models sine --seeds 0, or sine train --data ... --out <that path>)")
     bundle = export_bundle(run, workdir / dataset)
     return np.asarray(read_bundle(bundle.path).item_embeddings), query_vectors(bundle)
 
@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--target-recall", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("--run-name", default="sine/seed0",
+                        help="the trained run of a real catalog: RUNS/<dataset>/<run-name>")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "index.json")
     args = parser.parse_args()
     setup_logging()
@@ -93,7 +95,7 @@ def main() -> None:
                 size = {"synthetic-100k": 100_000, "synthetic-1m": 1_000_000}[catalog]
                 vectors, queries = synthetic_catalog(size)
             else:
-                vectors, queries = real_catalog(catalog, args.runs, Path(tmp))
+                vectors, queries = real_catalog(catalog, args.runs, args.run_name, Path(tmp))
             auto, reason = indexes.choose_type(len(vectors), gpu=False)
             entry = report["results"].setdefault(catalog, {})
             entry.update({"items": len(vectors), "dim": int(vectors.shape[1]), "queries": len(queries),

@@ -121,12 +121,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--top-n", type=int, default=50)
-    parser.add_argument("--variants", nargs="+", default=["batching", "batching-thread", "no-batching"],
-                        help="batching: coalesced, computed on the event loop; batching-thread: "
-                        "coalesced, computed in a worker thread; no-batching: one request at a time")
-    parser.add_argument("--compare-bundle", type=Path,
-                        help="the same model with another index (e.g. sine build-index --type flat), "
-                        "run with batching")
+    parser.add_argument("--variants", nargs="+", default=["batching", "batching-loop", "no-batching"],
+                        help="batching: coalesced, computed in a worker thread (the default); "
+                        "batching-loop: coalesced, computed on the event loop; no-batching: one "
+                        "request at a time")
+    parser.add_argument("--compare-bundles", type=Path, nargs="*", default=[],
+                        help="the same model with other indexes (e.g. sine build-index --type flat "
+                        "--out ...), each run with batching")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = parser.parse_args()
@@ -148,11 +149,10 @@ def main() -> None:
         manifest["version"] += "-twin"
         (twin / "manifest.json").write_text(json.dumps(manifest))
         plan = [(variant, args.bundle) for variant in args.variants]
-        if args.compare_bundle is not None:
-            plan.append((f"batching, {index_of(args.compare_bundle)['type']} index", args.compare_bundle))
+        plan += [(f"batching, {index_of(other)['type']} index", other) for other in args.compare_bundles]
         for variant, bundle_path in plan:
             env = {"SINE_BATCHING": "false" if variant == "no-batching" else "true",
-                   "SINE_BATCH_IN_THREAD": "true" if variant == "batching-thread" else "false"}
+                   "SINE_BATCH_IN_THREAD": "false" if variant == "batching-loop" else "true"}
             server = start_server(bundle_path, args.port, 0, env)
             try:
                 wrk(args.port, "/_static", script, 3, args.connections, 1)  # warm up

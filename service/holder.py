@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from service.core.config import Settings
@@ -32,6 +33,16 @@ class ModelHolder:
         self.redis = None  # redis.asyncio client for the pointer, when configured
         self._lock = asyncio.Lock()
         self.last_error: str | None = None
+        # called with the new model after every swap (metrics, heap), whatever caused it
+        self.listeners: list[Callable[[LoadedModel], None]] = []
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        self.previous, self.model = self.model, loaded
+        for listener in self.listeners:
+            try:
+                listener(loaded)
+            except Exception:  # a listener must never undo or block a swap
+                log.exception("swap listener failed")
 
     def _load(self, path: Path) -> LoadedModel:
         s = self.settings
@@ -68,7 +79,7 @@ class ModelHolder:
                 self.last_error = str(exc)
                 log.error("refused bundle %s: %s", target, exc)
                 raise
-            self.previous, self.model = self.model, loaded
+            self._swap(loaded)
             self.last_error = None
             log.info("serving model version %s", loaded.version)
             return True
@@ -88,7 +99,7 @@ class ModelHolder:
                 loaded = self.previous
             else:
                 raise BundleError("no previous model version to roll back to")
-            self.previous, self.model = self.model, loaded
+            self._swap(loaded)
             log.info("rolled back to model version %s", loaded.version)
             return loaded.version
 

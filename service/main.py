@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from service import heap
 from service.api.routes import admin, events, ops, recommend
 from service.batching import Coalescer
 from service.core import logging as service_logging
@@ -20,6 +21,7 @@ from service.core.config import Settings, get_settings
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
 from service.middleware import RequestMiddleware
+from service.recommender import LoadedModel
 from service.store import MemoryStore, RedisStore
 from sine import __version__
 from sine.errors import BundleError
@@ -50,7 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         try:
             await holder.reload()
-            app.state.on_swap()
         except BundleError as exc:
             log.error("no model loaded at start: %s", exc)
         watcher = asyncio.create_task(holder.watch())
@@ -73,14 +74,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.coalescer = Coalescer(lambda items: recommend.answer_coalesced(items, metrics),
                                     settings.max_coalesced, in_thread=settings.batch_in_thread)
 
-    def on_swap() -> None:
-        model = app.state.holder.model
-        if model is not None:
-            metrics.catalog.set(model.num_items)
-            metrics.model.info({"version": model.version, "index_type": model.index_spec.type,
-                                "index_on": model.index_on, "encoder": model.encoder.provider})
+    def on_swap(model: LoadedModel) -> None:
+        metrics.catalog.set(model.num_items)
+        metrics.model.info({"version": model.version, "index_type": model.index_spec.type,
+                            "index_on": model.index_on, "encoder": model.encoder.provider})
+        log.debug("heap settled in %.3f s", heap.settle_after_load())
 
-    app.state.on_swap = on_swap
+    app.state.holder.listeners.append(on_swap)
 
     app.include_router(recommend.router)
     app.include_router(events.router)

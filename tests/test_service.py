@@ -311,3 +311,29 @@ def test_readme_documents_every_setting():
     for name, field in Settings.model_fields.items():
         assert f"`SINE_{name.upper()}`" in readme, name
         assert field.description and field.description in readme, name
+
+
+def test_a_swap_from_the_store_pointer_updates_metrics_and_settles_the_heap(flat_bundle, hnsw_bundle,
+                                                                            tmp_path):
+    """Swaps not made through /admin (the watcher polling the store) are seen by /metrics too."""
+    import gc
+    import shutil
+    import time
+
+    from sine.bundle import publish
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for name, source in (("v1", flat_bundle), ("v2", hnsw_bundle)):
+        shutil.copytree(source, store / name)
+    publish(store, store / "v1")
+    new = read_bundle(hnsw_bundle).version
+    with client_for(store, reload_poll_seconds=0.2) as c:
+        assert gc.get_freeze_count() > 0  # frozen after the first load
+        publish(store, store / "v2")
+        deadline = time.time() + 30
+        while c.post("/recommend", json={"clicks": ["i1"]}).json()["model_version"] != new:
+            assert time.time() < deadline, "the watcher never picked up the new pointer"
+            time.sleep(0.1)
+        assert f'version="{new}"' in c.get("/metrics").text
+        assert 'index_type="hnsw"' in c.get("/metrics").text

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
         True, description="Encode and search concurrent /recommend requests as one batch.")
     max_coalesced: int = Field(64, ge=1, description="Most requests coalesced into one batch.")
     batch_in_thread: bool = Field(
-        False, description="Compute coalesced batches in a worker thread instead of on the event "
-        "loop (slower on one core; keeps the loop free during long batches).")
+        True, description="Compute coalesced batches in a worker thread (the event loop keeps "
+        "parsing requests meanwhile); false: on the event loop.")
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for /admin/*; unset: the admin endpoints are disabled.")
     reload_poll_seconds: float = Field(

@@ -22,7 +22,6 @@ async def reload(request: Request, body: ReloadRequest | None = Body(None),
     except BundleError as exc:
         request.app.state.metrics.reloads.labels("refused").inc()
         raise HTTPException(409, f"bundle refused, the live model keeps serving: {exc}") from None
-    request.app.state.on_swap()
     request.app.state.metrics.reloads.labels("swapped" if changed else "unchanged").inc()
     return ModelSwap(model_version=holder.model.version, changed=changed)
 
@@ -33,6 +32,5 @@ async def rollback(request: Request, holder: ModelHolder = Depends(get_holder)) 
         version = await holder.rollback()
     except BundleError as exc:
         raise HTTPException(409, str(exc)) from None
-    request.app.state.on_swap()
     request.app.state.metrics.reloads.labels("rollback").inc()
     return ModelSwap(model_version=version, changed=True)
