@@ -64,10 +64,14 @@ def start_server(bundle: Path, port: int, cpu: int, env_extra: dict[str, str]) -
     env = {**os.environ, "SINE_BUNDLE": str(bundle), "SINE_STATIC_ENDPOINT": "true",
            "SINE_LOG_LEVEL": "warning", "SINE_ONNX_THREADS": "1", "SINE_FAISS_THREADS": "1",
            "SINE_ADMIN_TOKEN": "bench", "SINE_RELOAD_POLL_SECONDS": "0", **env_extra}
-    process = subprocess.Popen(
-        ["taskset", "-c", str(cpu), sys.executable, "-m", "uvicorn", "service.main:create_app",
-         "--factory", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the server's log goes to a file: an undrained pipe fills up and blocks the server's
+    # next log write, which froze a soak run midway
+    log_path = Path(tempfile.mkstemp(prefix="sine-bench-server-", suffix=".log")[1])
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            ["taskset", "-c", str(cpu), sys.executable, "-m", "uvicorn", "service.main:create_app",
+             "--factory", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
@@ -76,7 +80,7 @@ def start_server(bundle: Path, port: int, cpu: int, env_extra: dict[str, str]) -
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"server did not become ready: {process.stderr.read()[-2000:]}")
+    raise RuntimeError(f"server did not become ready: {log_path.read_text()[-2000:]}")
 
 
 def wrk(port: int, path: str, script: Path, seconds: int, connections: int, cpu: int) -> dict:

@@ -68,8 +68,8 @@ class Connections:
     body: tens of microseconds. A connection the server closes is replaced.
     """
 
-    def __init__(self, port: int, size: int):
-        self.port, self.size = port, size
+    def __init__(self, port: int, size: int, timeout: float = 10.0):
+        self.port, self.size, self.timeout = port, size, timeout
         self.idle: asyncio.Queue = asyncio.Queue()
 
     async def open(self) -> None:
@@ -81,10 +81,11 @@ class Connections:
         try:
             writer.write(f"POST {path} HTTP/1.1\r\nHost: soak\r\nContent-Type: {content_type}\r\n"
                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
-            status = int(head[9:12])
-            length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
-            data = await reader.readexactly(length)
+            async with asyncio.timeout(self.timeout):  # a stalled server counts as errors, not a hang
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+                status = int(head[9:12])
+                length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+                data = await reader.readexactly(length)
         except BaseException:
             writer.close()
             self.idle.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
@@ -144,7 +145,7 @@ async def one(client: Connections, scheduled, start, n, bodies, items, users, re
             status, data = await client.post("/recommend", content, content_type)
             ok = 400 <= status < 500 and "error" in json.loads(data)
             record["bad_kinds"].add(n % len(BAD))
-    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+    except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
         kind, ok, status = "transport", False, type(exc).__name__
     latency = time.perf_counter() - scheduled
     minute = int((scheduled - start) // 60)

@@ -85,7 +85,7 @@ def build_and_measure(
     faiss = indexes.faiss_module()
     num_items, dim = vectors.shape
     if kind == "auto":
-        kind, reason = indexes.choose_type(num_items, on_gpu)
+        kind, reason = indexes.choose_type(num_items, on_gpu, dim)
         log.info("index type auto -> %s (%s)", kind, reason)
     else:
         reason = "chosen with --type"

@@ -4,14 +4,15 @@ Every index scores by inner product, the score the model was trained with (eq. 9
 the scores returned to users are the model's own. Types:
 
 ========= ======================================================= =====================
-flat      exact search (IndexFlatIP)                              small catalogs
+flat      exact search (IndexFlatIP)                              items x D <= 1M floats
 hnsw      graph search (IndexHNSWFlat, M=32), efSearch tuned      up to ~200k items
 ivf       inverted lists (IndexIVFFlat, sqrt-sized), nprobe tuned 200k+ items; GPU
 ivfpq     IVF + product quantisation, exact re-ranking of         millions of items
           the candidates (IndexRefineFlat), nprobe tuned
 ========= ======================================================= =====================
 
-`auto` picks by catalog size (`choose_type` says why). On a machine where faiss has GPU
+`auto` picks by catalog size (`choose_type` says why; the cut-offs come from
+bench/results/index.md). On a machine where faiss has GPU
 support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU
 (HNSW has no faiss GPU implementation: `auto` picks ivf there instead).
 """
@@ -27,7 +28,9 @@ import numpy as np
 from sine.errors import SineError
 
 TYPES = ("flat", "hnsw", "ivf", "ivfpq")
-FLAT_MAX_ITEMS = 10_000
+# an exact scan of a table up to ~4 MB is as fast as HNSW at one thread (bench/index_bench.py:
+# 12k x 64 exact 0.20-0.28 ms vs HNSW 0.23 ms; 23.7k x 64 exact 0.73 ms vs HNSW 0.17 ms)
+FLAT_MAX_FLOATS = 1_000_000
 HNSW_MAX_ITEMS = 200_000
 IVF_MAX_ITEMS = 5_000_000
 GPU_FLAT_MAX_ITEMS = 100_000
@@ -59,19 +62,20 @@ def use_gpu(mode: str) -> bool:
     return mode != "off" and available
 
 
-def choose_type(num_items: int, gpu: bool) -> tuple[str, str]:
-    """(index type, the reason) for `--type auto`."""
+def choose_type(num_items: int, gpu: bool, dim: int = 128) -> tuple[str, str]:
+    """(index type, the reason) for `--type auto`; `dim` is D of the item table."""
     if gpu:
         if num_items <= GPU_FLAT_MAX_ITEMS:
             return "flat", f"{num_items:,} items <= {GPU_FLAT_MAX_ITEMS:,}: exact search is fast on a GPU"
         if num_items <= IVF_MAX_ITEMS:
             return "ivf", f"{num_items:,} items on a GPU: IVF-Flat (faiss has no GPU HNSW)"
         return "ivfpq", f"{num_items:,} items > {IVF_MAX_ITEMS:,}: IVF-PQ keeps the index in memory"
-    if num_items <= FLAT_MAX_ITEMS:
-        return "flat", f"{num_items:,} items <= {FLAT_MAX_ITEMS:,}: exact search is cheap enough"
+    if num_items * dim <= FLAT_MAX_FLOATS:
+        return "flat", (f"{num_items:,} items x D={dim} <= {FLAT_MAX_FLOATS:,} floats: an exact scan "
+                        "is as fast as HNSW at this size, and exact")
     if num_items <= HNSW_MAX_ITEMS:
-        return "hnsw", (f"{FLAT_MAX_ITEMS:,} < {num_items:,} items <= {HNSW_MAX_ITEMS:,}: HNSW answers "
-                        "a query in far less than an exact scan, at tunable recall")
+        return "hnsw", (f"{num_items:,} items <= {HNSW_MAX_ITEMS:,}: HNSW answers a query in far less "
+                        "than an exact scan, at tunable recall")
     if num_items <= IVF_MAX_ITEMS:
         return "ivf", (f"{HNSW_MAX_ITEMS:,} < {num_items:,} items <= {IVF_MAX_ITEMS:,}: IVF builds much "
                        "faster than HNSW at this size, at tunable recall")

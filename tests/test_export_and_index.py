@@ -111,6 +111,9 @@ def test_index_below_the_recall_floor_is_refused(exported, tmp_path):
 
 def test_auto_choice_by_catalog_size():
     assert indexes.choose_type(5_000, gpu=False)[0] == "flat"
+    # by table size: 12k items are an exact scan at D=64, a graph at D=128
+    assert indexes.choose_type(12_000, gpu=False, dim=64)[0] == "flat"
+    assert indexes.choose_type(12_000, gpu=False, dim=128)[0] == "hnsw"
     assert indexes.choose_type(50_000, gpu=False)[0] == "hnsw"
     assert indexes.choose_type(1_000_000, gpu=False)[0] == "ivf"
     assert indexes.choose_type(20_000_000, gpu=False)[0] == "ivfpq"
