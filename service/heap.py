@@ -1,11 +1,11 @@
 """Keep Python's cyclic garbage collector off the request path.
 
-A loaded model and the libraries behind it (FastAPI, pydantic, numpy, onnxruntime) are a
-few hundred thousand long-lived objects, and every full collection walked them all: about
-40 ms with the event loop stalled, every second or so under load. With coalesced
-requests a stall delays a whole batch, and it was the p99 (3.3x the p50 in
-bench/serve_bench.py; 1.2x after this). So after each model load we collect once and
-freeze what survives (`gc.freeze`): later collections only look at what requests create.
+A loaded model and the libraries behind it (FastAPI, pydantic, numpy, onnxruntime) are
+many long-lived objects, and every full collection walks them all with the event loop
+stalled. With coalesced requests a stall delays a whole batch, and it was the p99: 3.3x
+the p50 in bench/serve_bench.py, 1.2x with this and nothing else changed. So after each
+model load we collect once and freeze what survives (`gc.freeze`): later collections
+only look at what requests create.
 """
 
 from __future__ import annotations
