@@ -87,8 +87,7 @@ def main() -> None:
     setup_logging()
     indexes.faiss_module().omp_set_num_threads(args.threads)
     report = json.loads(args.out.read_text()) if args.out.exists() else {"results": {}}
-    for entry in report["results"].values():  # entries of earlier runs keep their own target
-        entry.setdefault("target_recall", report.get("settings", {}).get("target_recall"))
+    for entry in report["results"].values():
         # `auto` is a rule of the size, not a measurement: follow the current rule
         entry["auto"], entry["auto_reason"] = indexes.choose_type(entry["items"], gpu=False, dim=entry["dim"])
     report["settings"] = {"target_recall": args.target_recall, "threads": args.threads,
@@ -134,7 +133,7 @@ def markdown(report: dict) -> str:
             params = ", ".join(f"{k}={v}" for k, v in {**s["build"], **s["search"]}.items())
             lines.append(
                 f"| {catalog} | {entry['items']:,} | {kind} | {'auto' if entry['auto'] == kind else ''} | "
-                f"{entry.get('target_recall', report['settings']['target_recall'])} | {params} | "
+                f"{entry['target_recall']} | {params} | "
                 f"{s['build_seconds']:.1f} | {s['index_bytes'] / 1e6:.1f} | "
                 f"{r.get('recall@10', 0):.4f} | {r.get('recall@50', 0):.4f} | "
                 f"{r.get('recall@100', 0):.4f} | "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sine.bundle import read_bundle  # noqa: E402
+from tests.processes import ServiceProcess  # noqa: E402
 
 LUA = """
 local bodies = {}
@@ -60,27 +60,15 @@ def request_bodies(bundle_path: Path, clicks: int, top_n: int, count: int = 2000
     return bodies
 
 
-def start_server(bundle: Path, port: int, cpu: int, env_extra: dict[str, str]) -> subprocess.Popen:
-    env = {**os.environ, "SINE_BUNDLE": str(bundle), "SINE_STATIC_ENDPOINT": "true",
+def start_server(bundle: Path, port: int, cpu: int, env_extra: dict[str, str]) -> ServiceProcess:
+    """One uvicorn worker pinned to `cpu`, ready when the bundle is loaded."""
+    env = {"SINE_BUNDLE": str(bundle), "SINE_STATIC_ENDPOINT": "true",
            "SINE_LOG_LEVEL": "warning", "SINE_ONNX_THREADS": "1", "SINE_FAISS_THREADS": "1",
            "SINE_ADMIN_TOKEN": "bench", "SINE_RELOAD_POLL_SECONDS": "0", **env_extra}
-    # the server's log goes to a file: an undrained pipe fills up and blocks the server's
-    # next log write, which froze a soak run midway
-    log_path = Path(tempfile.mkstemp(prefix="sine-bench-server-", suffix=".log")[1])
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            ["taskset", "-c", str(cpu), sys.executable, "-m", "uvicorn", "service.main:create_app",
-             "--factory", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not become ready: {log_path.read_text()[-2000:]}")
+    server = ServiceProcess(env, cpu=cpu, port=port, ready="/readyz",
+                            uvicorn_args=("--no-access-log", "--log-level", "warning"))
+    server.start(timeout=30)
+    return server
 
 
 def wrk(port: int, path: str, script: Path, seconds: int, connections: int, cpu: int) -> dict:
@@ -181,8 +169,7 @@ def main() -> None:
                 entry["index"] = index_of(bundle_path)
                 report["variants"][variant] = entry
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                server.stop()
             print(json.dumps({variant: report["variants"][variant]}, indent=2), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

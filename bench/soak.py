@@ -209,7 +209,7 @@ def main() -> None:
             async def run():
                 stop_event = asyncio.Event()
                 jobs = [load(port, rate, seconds, bodies, items, 5000, record, stop_event),
-                        sample_rss(server.pid, record, stop_event)]
+                        sample_rss(server.process.pid, record, stop_event)]
                 if args.outage:
                     jobs.append(outage(redis, seconds / 2, args.outage, record))
                 await asyncio.gather(*jobs)
@@ -220,8 +220,7 @@ def main() -> None:
 
             stored = redis_client.Redis.from_url(redis.url).xlen("sine:events")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
             redis.stop()
     minutes = []
     for minute, bucket in sorted(record["minutes"].items()):

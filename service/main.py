@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.holder = ModelHolder(settings)
     app.state.store = MemoryStore(settings.history_cap)
-    app.state.coalescer = Coalescer(lambda items: recommend.answer_coalesced(items, metrics),
+    app.state.coalescer = Coalescer(functools.partial(recommend.answer_coalesced, metrics=metrics),
                                     settings.max_coalesced, in_thread=settings.batch_in_thread)
 
     def on_swap(model: LoadedModel) -> None:

@@ -54,8 +54,7 @@ class LoadedModel:
         self.version = bundle.version
         self.max_len = bundle.max_len
         self.num_items = bundle.num_items
-        self.item_ids = np.array(bundle.items, dtype=object)
-        self.item_list = list(bundle.items)
+        self.item_list = list(bundle.items)  # row -> raw id
         self.row_of = {item: row for row, item in enumerate(bundle.items)}  # raw id -> row (index - 1)
         self.popular_rows = np.argsort(-bundle.popularity, kind="stable")
         self.encoder = OnnxEncoder(bundle.encoder_path, threads=onnx_threads,
@@ -161,6 +160,6 @@ class LoadedModel:
                 chosen.append(int(row))
                 if len(chosen) == top_n:
                     break
-        rows = np.array(chosen, dtype=np.int64)
-        return Answer(self.item_ids[rows].tolist(), self.bundle.popularity[rows].astype(float).tolist(),
+        return Answer([self.item_list[row] for row in chosen],
+                      self.bundle.popularity[chosen].astype(float).tolist(),
                       unknown, fallback=True)

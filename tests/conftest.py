@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -71,28 +68,15 @@ def redis_server_url():
     if _redis_answers(f"{base}/{db}"):
         yield f"{base}/{db}"
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.fail(REDIS_HELP, pytrace=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="sine-test-redis-")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", workdir],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/{db}"
-    for _ in range(100):
-        if _redis_answers(url):
-            break
-        time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.fail(f"started redis-server on port {port} but it does not answer; {REDIS_HELP}",
-                    pytrace=False)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    from tests.processes import RedisProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="sine-test-redis-"))
+    server = RedisProcess(workdir, persist=False)
+    server.start()
+    yield f"redis://127.0.0.1:{server.port}/{db}"
+    server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -24,14 +24,17 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """redis-server on its own port, persisting every write (appendfsync always)."""
+    """redis-server on its own port: persisting every write (appendfsync always) by default,
+    or nothing at all (`persist=False`, the test session's throwaway server)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, persist: bool = True):
         self.binary = shutil.which("redis-server")
         if self.binary is None:
-            pytest.fail("redis-server is needed for the fault tests (apt install redis-server)", pytrace=False)
+            pytest.fail("redis-server is needed: install it (Debian/Ubuntu: apt install redis-server; "
+                        "macOS: brew install redis)", pytrace=False)
         self.port = free_port()
         self.workdir = workdir
+        self.persist = persist
         self.process: subprocess.Popen | None = None
 
     @property
@@ -39,9 +42,11 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.persist
+                       else ["--appendonly", "no"])
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             *persistence, "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
@@ -61,11 +66,21 @@ class RedisProcess:
 
 
 class ServiceProcess:
-    """`uvicorn service.main:create_app` in a subprocess, with SINE_* settings."""
+    """`uvicorn service.main:create_app` in a subprocess, with SINE_* settings.
 
-    def __init__(self, env: dict[str, str]):
-        self.port = free_port()
+    Its log goes to a file: an undrained pipe fills up and blocks the server's next log
+    write. `cpu` pins it (taskset) for the benchmarks; `ready` is the path that must
+    answer 200 before `start` returns.
+    """
+
+    def __init__(self, env: dict[str, str], cpu: int | None = None, port: int | None = None,
+                 uvicorn_args: tuple[str, ...] = ("--timeout-graceful-shutdown", "20"),
+                 ready: str = "/healthz"):
+        self.port = port or free_port()
         self.env = {**os.environ, "SINE_LOG_LEVEL": "info", **env}
+        self.pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        self.uvicorn_args = uvicorn_args
+        self.ready = ready
         self.process: subprocess.Popen | None = None
         self.log = ROOT / ".pytest_cache" / f"service-{self.port}.log"
 
@@ -75,17 +90,19 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60) -> None:
         self.log.parent.mkdir(exist_ok=True)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--port", str(self.port),
-             "--timeout-graceful-shutdown", "20"],
-            cwd=ROOT, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [*self.pin, sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
+                 "--port", str(self.port), *self.uvicorn_args],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"service did not start: {self.log.read_text()[-2000:]}")
 

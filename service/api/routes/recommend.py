@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.api.deps import get_settings, live_model
 from service.core.config import Settings
+from service.metrics import ServiceMetrics
 from service.recommender import Answer, LoadedModel, Query
 from service.schemas import BatchRequest, BatchResponse, RecommendRequest, RecommendResponse
 from service.store import StoreUnavailable
@@ -91,10 +92,9 @@ async def compute(request: Request, model: LoadedModel, queries: list[Query]) ->
     return answers
 
 
-def answer_coalesced(items: list[tuple[LoadedModel, Query]], metrics=None) -> list[Answer]:
+def answer_coalesced(items: list[tuple[LoadedModel, Query]], metrics: ServiceMetrics) -> list[Answer]:
     """Compute a coalesced batch; during a swap it may span two versions, each gets its own."""
-    if metrics is not None:
-        metrics.batch_size.observe(len(items))
+    metrics.batch_size.observe(len(items))
     answers: list[Answer | None] = [None] * len(items)
     groups: dict[int, list[int]] = {}
     for position, (model, _) in enumerate(items):
