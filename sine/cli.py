@@ -283,7 +283,10 @@ def serve(
         os.environ["SINE_BUNDLE"] = str(bundle)
     if redis_url is not None:
         os.environ["SINE_REDIS_URL"] = redis_url
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic's ValidationError: a SINE_* variable is wrong
+        raise SineError(f"bad setting: {exc}") from None
     if settings.bundle is None and settings.redis_url is None:
         raise SineError("no bundle: pass --bundle DIR (or set SINE_BUNDLE)")
     if settings.bundle is not None:

@@ -10,8 +10,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that ship in examples and manifests: a token equal to one of them was never set.
+PLACEHOLDER_TOKENS = frozenset({
+    "change-me", "changeme", "change_me", "replace-me", "replaceme", "replace_me", "placeholder",
+    "secret", "token", "admin", "password", "default", "example", "xxx", "todo", "none", "null",
+})
 
 
 class Settings(BaseSettings):
@@ -51,6 +57,24 @@ class Settings(BaseSettings):
     static_endpoint: bool = Field(
         False, description="Expose POST /_static, a precomputed 50-item answer (load-test ceiling).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _admin_token(cls, value: object) -> object:
+        """An empty token disables the admin API; a placeholder refuses to start.
+
+        Compose's `${SINE_ADMIN_TOKEN:-}` passes an empty string, not "unset": taken as a
+        token, an empty `Authorization: Bearer` would match it. A placeholder (the
+        Kubernetes Secret's `change-me`) means nobody chose a secret: starting with it
+        would open the admin API to anyone who read the manifest.
+        """
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, str) and (raw.strip().lower() in PLACEHOLDER_TOKENS or "<" in raw):
+            raise ValueError("SINE_ADMIN_TOKEN is a placeholder, not a secret: set a real one "
+                             "(e.g. `openssl rand -hex 32`) or leave it empty to disable the admin API")
+        return raw
 
 
 @lru_cache
