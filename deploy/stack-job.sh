@@ -13,7 +13,8 @@
 #   - else neither is set: the demo. The synthetic log lives at
 #     $SINE_DATA_DIR/synthetic.csv on the data volume, so that the nightly retrain trains
 #     on the very log the first model was trained on; bootstrap generates it.
-# Extra arguments go to `sine retrain` (SINE_RETRAIN_ARGS too, e.g. "--epochs 5").
+# Extra arguments go to `sine retrain` (SINE_RETRAIN_ARGS too, e.g. "--epochs 5");
+# SINE_SYNTH_ARGS to `sine synth` (e.g. "--users 500 --items 300" for a quicker demo).
 set -eu
 : "${SINE_DATA_DIR:=/srv/data}" "${SINE_STORE:=/srv/bundles}" "${SINE_INPUT_DIR:=/srv/input}"
 job=$(basename "$0")
@@ -39,7 +40,8 @@ case "$job" in
     fi
     if [ "$base_log" = "$SINE_DATA_DIR/synthetic.csv" ] && [ ! -f "$base_log" ]; then
       mkdir -p "$SINE_DATA_DIR"
-      sine synth --out "$base_log.tmp.csv" && mv "$base_log.tmp.csv" "$base_log"
+      # shellcheck disable=SC2086  # SINE_SYNTH_ARGS is a list of flags
+      sine synth ${SINE_SYNTH_ARGS:-} --out "$base_log.tmp.csv" && mv "$base_log.tmp.csv" "$base_log"
     fi
     ;;
   sine-nightly)

@@ -18,7 +18,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "stack-job.sh"
 
 FAKE_SINE = """#!/bin/sh
 echo "$* | SINE_BASE_LOG=${SINE_BASE_LOG:-}" >> "$CALLS"
-if [ "$1" = synth ]; then echo "user_id,item_id,timestamp" > "$3"; fi
+if [ "$1" = synth ]; then
+  while [ "$1" != --out ]; do shift; done
+  echo "user_id,item_id,timestamp" > "$2"
+fi
 """
 
 
@@ -47,9 +50,9 @@ def stack(tmp_path):
 
 def test_demo_mode_bootstrap_makes_the_synthetic_log_and_the_nightly_reuses_it(stack):
     synthetic = stack.tmp / "data" / "synthetic.csv"
-    result, calls = stack("sine-bootstrap", SINE_RETRAIN_ARGS="--epochs 3")
+    result, calls = stack("sine-bootstrap", SINE_RETRAIN_ARGS="--epochs 3", SINE_SYNTH_ARGS="--users 50")
     assert result.returncode == 0, result.stderr
-    assert calls[0].startswith("synth --out") and synthetic.exists()
+    assert calls[0].startswith("synth --users 50 --out") and synthetic.exists()
     assert calls[1] == f"retrain --epochs 3 | SINE_BASE_LOG={synthetic}"
     result, calls = stack("sine-nightly")
     assert result.returncode == 0, result.stderr
