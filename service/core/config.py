@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         True, description="Compute coalesced batches in a worker thread (the event loop keeps "
         "parsing requests meanwhile); false: on the event loop.")
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token for /admin/*; unset: the admin endpoints are disabled.")
+        None, description="Bearer token for /admin/*; unset or empty: the admin endpoints are disabled; "
+        "a placeholder (`change-me`, ...) refuses to start.")
     reload_poll_seconds: float = Field(
         5.0, ge=0, description="How often to check the bundle store / Redis pointer for a new "
         "live version (0: only on pub/sub messages and /admin/reload).")
