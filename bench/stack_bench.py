@@ -89,7 +89,8 @@ def main() -> None:
         if Path("/etc/docker/daemon.json").exists() else True
     report = {"bundle": str(args.bundle), "items": bundle.num_items, "index": bundle.manifest["index"]["type"],
               "image": args.image, "docker_userland_proxy": proxy, "connections": args.connections,
-              "clicks": args.clicks, "top_n": args.top_n, "seconds": args.seconds, "runs": {"host": [], "container": []}}
+              "clicks": args.clicks, "top_n": args.top_n, "seconds": args.seconds,
+              "runs": {"host": [], "container": []}}
     host = container = None
     with tempfile.TemporaryDirectory() as tmp:
         bodies = Path(tmp) / "bodies.jsonl"
@@ -129,10 +130,12 @@ def markdown(report: dict) -> str:
              f"{report['connections']} connections, {report['clicks']} clicks, top_n {report['top_n']}; "
              f"server pinned to CPU 0, wrk to CPU 1; {len(report['runs']['host'])} alternating rounds of "
              f"{report['seconds']} s; docker userland proxy {'on' if report['docker_userland_proxy'] else 'off'}.",
-             "", "| server | /recommend req/s (median) | p50 ms | p99 ms | errors |", "| --- | ---: | ---: | ---: | ---: |"]
+             "", "| server | /recommend req/s (median) | p50 ms | p99 ms | errors |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for name in ("host", "container"):
         r = report[name]
-        lines.append(f"| {name} | {r['requests_per_second']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+        lines.append(f"| {name} | {r['requests_per_second']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                     f"| {r['errors']} |")
     lines += ["", f"Ratio container / host: **{report['ratio']:.2f}**."]
     return "\n".join(lines) + "\n"
 
