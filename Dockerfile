@@ -38,35 +38,32 @@ RUN groupadd --system --gid 10001 sine \
     && chown sine:sine /srv/data /srv/bundles
 WORKDIR /app
 
-# ---- the wheelhouse and the dependency lists (no project code: these layers stay cached
-#      while the code changes)
+# ---- the wheelhouse and the lists of what each image installs (no project code: these
+#      layers stay cached while the code changes)
 FROM base AS wheels
 COPY deploy/wheelhouse/ /wheelhouse/
-COPY pyproject.toml deploy/images/requirements.py requirements/lock.txt requirements/gpu.txt /src/
-RUN if ! ls /wheelhouse/*.whl >/dev/null 2>&1; then \
-      echo "deploy/wheelhouse/ has no wheels: run 'bash deploy/images/wheelhouse.sh' on the host first" >&2; \
+COPY requirements/lock.txt requirements/gpu.txt /src/
+RUN if ! ls /wheelhouse/*.whl /wheelhouse/api.txt /wheelhouse/trainer.txt >/dev/null 2>&1; then \
+      echo "deploy/wheelhouse/ is empty or stale: run 'bash deploy/images/wheelhouse.sh' on the host first" >&2; \
       exit 1; \
-    fi \
-    && python3 /src/requirements.py --pyproject /src/pyproject.toml serve > /src/api.txt \
-    && python3 /src/requirements.py --pyproject /src/pyproject.toml train index > /src/trainer.txt
+    fi
 
-# ---- the project's own wheel
+# ---- the project's own wheel (the only layers a code change rebuilds)
 FROM wheels AS project
-COPY README.md /src/
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install -q setuptools wheel
+COPY pyproject.toml README.md /src/
 COPY sine /src/sine
 COPY trainer /src/trainer
 COPY index_builder /src/index_builder
 COPY service /src/service
-COPY deploy/__init__.py deploy/events.py deploy/gate.py deploy/retrain.py deploy/scheduler.py /src/deploy/
-RUN python3 -m venv /opt/build \
-    && /opt/build/bin/pip install -q setuptools wheel \
-    && /opt/build/bin/pip wheel -q --no-deps --no-build-isolation --wheel-dir /dist /src
+COPY deploy/*.py /src/deploy/
+RUN /opt/build/bin/pip wheel -q --no-deps --no-build-isolation --wheel-dir /dist /src
 
 # ---- the service's dependencies: onnxruntime + faiss + numpy, never torch
 FROM wheels AS api-deps
 ARG VARIANT=cpu
 RUN python3 -m venv /opt/venv \
-    && pip install -q -c /src/lock.txt -r /src/api.txt \
+    && pip install -q -c /src/lock.txt -r /wheelhouse/api.txt \
     && if [ "$VARIANT" = "gpu" ]; then \
          pip uninstall -q -y onnxruntime faiss-cpu \
          && pip install -q --find-links /wheelhouse/gpu -r /src/gpu.txt; \
@@ -92,7 +89,7 @@ RUN python3 -m venv /opt/venv \
     && if [ "$VARIANT" = "gpu" ]; then \
          pip install -q --find-links /wheelhouse/gpu /wheelhouse/gpu/torch-*.whl; \
        fi \
-    && pip install -q -c /src/lock.txt -r /src/trainer.txt \
+    && pip install -q -c /src/lock.txt -r /wheelhouse/trainer.txt \
     && if [ "$VARIANT" = "gpu" ]; then \
          pip uninstall -q -y onnxruntime faiss-cpu \
          && pip install -q --find-links /wheelhouse/gpu -r /src/gpu.txt; \

@@ -97,7 +97,7 @@ def test_images_run_as_non_root_and_the_api_has_no_torch():
     for target in ("api", "trainer"):
         assert "USER 10001:10001" in stage(target), target
     assert "HEALTHCHECK" in stage("api")
-    assert "-r /src/api.txt" in stage("api-deps")
+    assert "-r /wheelhouse/api.txt" in stage("api-deps")
     serve = requirements(["serve"])
     assert not [r for r in serve if r.startswith("torch")], serve
     assert any(r.startswith("torch") for r in requirements(["train", "index"]))

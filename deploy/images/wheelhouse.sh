@@ -68,7 +68,13 @@ if [ "$GPU" = 1 ]; then
 elif [ -d "$OUT/gpu" ]; then
   mv "$OUT/gpu" "$NEW/gpu"
 fi
-sha256sum requirements/lock.txt pyproject.toml > "$OUT.sha256.new"
+# What each image installs, next to the wheels: the Dockerfile reads these lists, not
+# pyproject.toml, so an edit of pyproject.toml that leaves the dependencies alone keeps
+# the images' dependency layers cached.
+python3 deploy/images/requirements.py serve > "$NEW/api.txt"
+python3 deploy/images/requirements.py train index > "$NEW/trainer.txt"
+sha256sum requirements/lock.txt requirements/gpu.txt pyproject.toml deploy/images/wheelhouse.sh \
+  deploy/images/requirements.py > "$OUT.sha256.new"
 rm -rf "$OUT.old"
 mv "$OUT" "$OUT.old" && mv "$NEW" "$OUT" && rm -rf "$OUT.old" && mv "$OUT.sha256.new" "$OUT.sha256"
 echo "$OUT: $(find "$OUT" -name '*.whl' | wc -l) wheels, $(du -sh "$OUT" | cut -f1)"
