@@ -70,7 +70,7 @@ def redis_server_url():
         return
     if shutil.which("redis-server") is None:
         pytest.fail(REDIS_HELP, pytrace=False)
-    from tests.processes import RedisProcess
+    from harness.processes import RedisProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="sine-test-redis-"))
     server = RedisProcess(workdir, persist=False)
