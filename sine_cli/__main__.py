@@ -1,5 +1,5 @@
 """`python -m sine_cli ...` is the `sine` command."""
 
-from sine_cli.app import main
+from sine_cli.app import app
 
-main()
+app(prog_name="sine")
