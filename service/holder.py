@@ -162,7 +162,8 @@ class ModelHolder:
             live = self.model
             if (not force and live is not None and manifest["version"] == live.version
                     and Path(target).resolve() == live.bundle.path.resolve()):
-                self._notify("unchanged")
+                if recheck:  # an explicit request; the watcher's polls are not counted
+                    self._notify("unchanged")
                 return False  # the same bundle at the same place: nothing to do
             loaded = await asyncio.to_thread(self._load, target)
         except Exception as exc:

@@ -204,6 +204,7 @@ def test_a_refused_pointer_target_is_not_verified_again_on_every_poll(flat_bundl
         assert c.get("/readyz").json()["checks"]["model"].startswith("not loaded")
         time.sleep(1.0)  # twenty polls
         assert loads == []  # refused at start, remembered since
+        assert 'sine_model_reloads_total{result="refused"} 1.0' in c.get("/metrics").text
         embeddings.write_bytes(good_bytes)  # repaired in place: verified again and loaded
         wait_for(lambda: c.get("/readyz").status_code == 200, message="the repaired version never loaded")
         assert served(c) == read_bundle(other_bundle).version and len(loads) == 1
