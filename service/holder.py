@@ -66,6 +66,10 @@ def files_fingerprint(path: Path) -> tuple:
         return ()
 
 
+class PointerUnavailable(Exception):
+    """The Redis pointer cannot be read right now (the watcher then changes nothing)."""
+
+
 class ModelHolder:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -76,6 +80,7 @@ class ModelHolder:
         self.last_error: str | None = None
         self.waiting: str | None = None  # why no model is loaded yet, when none is
         self.pinned_over: Identity | None = None  # the pointer target this replica ignores
+        self._pointer_readable = True
         self._refused: OrderedDict[tuple[str, tuple], str] = OrderedDict()
         # called with the new model after every swap (metrics, heap), whatever caused it
         self.listeners: list[Callable[[LoadedModel], None]] = []
@@ -92,14 +97,28 @@ class ModelHolder:
             return None
         return Path(path)
 
-    async def _pointer(self) -> Path | None:
-        """Where the live bundle should come from now; None if nothing is published yet."""
+    async def _pointer(self, keep_on_outage: bool = False) -> Path | None:
+        """Where the live bundle should come from now; None if nothing is published yet.
+
+        With Redis configured the Redis key is the pointer. While Redis cannot be read the
+        file pointer stands in, except for the watcher of a replica that serves a model
+        (`keep_on_outage`): it keeps that model (`PointerUnavailable`), because the file
+        pointer may be behind the key (a read-only store), and a Redis blip must not swap models.
+        """
         if self.redis is not None:
             try:
                 value = await self.redis.get(bundle_store.redis_key(self.settings.redis_prefix))
-            except Exception as exc:  # Redis down: fall back to the file pointer
-                log.warning("cannot read the model pointer from Redis: %s", exc)
+            except Exception as exc:  # logged once per outage, not on every poll
+                (log.warning if self._pointer_readable else log.debug)(
+                    "cannot read the model pointer from Redis: %s", exc)
+                self._pointer_readable = False
+                if keep_on_outage and self.model is not None:
+                    raise PointerUnavailable(str(exc)) from None
                 value = None
+            else:
+                if not self._pointer_readable:
+                    log.info("the model pointer in Redis is readable again")
+                self._pointer_readable = True
             if value:
                 return Path(value.decode() if isinstance(value, bytes) else value)
         if self.settings.bundle is not None:
@@ -192,7 +211,10 @@ class ModelHolder:
         replica waits (``waiting`` says why) and loads the first version published.
         """
         async with self._lock:
-            target = await self._pointer()
+            try:
+                target = await self._pointer(keep_on_outage=True)
+            except PointerUnavailable:
+                return False  # the live model keeps serving until Redis answers again
             if target is None:
                 if self.settings.bundle is None and self.redis is None:
                     raise BundleError("no bundle configured (set SINE_BUNDLE or publish one)")

@@ -153,6 +153,27 @@ def test_store_rollback_is_announced_so_other_replicas_follow(flat_bundle, other
     listener.close()
 
 
+def test_a_redis_outage_does_not_swap_the_model(flat_bundle, other_bundle, tmp_path):
+    """Redis names v1 (say an explicit reload from a replica whose store is read-only), the
+    store's CURRENT file still v2: while Redis is away the replica keeps serving v1."""
+    from harness.processes import RedisProcess
+
+    store = make_store(tmp_path, other_bundle, flat_bundle)
+    server = RedisProcess(tmp_path)
+    server.start()
+    try:
+        redis.Redis.from_url(server.url).set(bundle_store.redis_key("sine:"), str(store / "v1"))
+        with client_for(store, redis_url=server.url, reload_poll_seconds=0.1,
+                        redis_timeout_seconds=0.2) as c:
+            assert served(c) == read_bundle(other_bundle).version
+            server.stop()
+            time.sleep(1.5)  # polls that cannot read Redis
+            assert served(c) == read_bundle(other_bundle).version
+            assert c.get("/readyz").json()["status"] == "degraded"
+    finally:
+        server.stop()
+
+
 # ------------------------------------------- defect 3: any load failure is a refusal
 
 
