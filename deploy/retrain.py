@@ -177,7 +177,8 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
     if settings.store.is_dir():
         for stale in settings.store.glob(".candidate-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    live_name = bundle_store.current_version_name(settings.store)
+    # what the replicas serve: an explicit reload or rollback may have moved only the Redis key
+    live_name = bundle_store.reconcile(settings.store, settings.redis_url, settings.redis_prefix)
     live = read_bundle(settings.store / live_name) if live_name else None
     report["live_version_before"] = live_name
 

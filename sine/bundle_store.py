@@ -191,6 +191,28 @@ async def announce_async(client: Any, prefix: str, bundle_dir: str | Path) -> No
     await client.publish(reload_channel(prefix), str(bundle_dir))
 
 
+def reconcile(store: str | Path, redis_url: str | None, prefix: str = "sine:") -> str | None:
+    """Make the store's CURRENT agree with the Redis key, which is what replicas serve.
+
+    An API replica whose store is mounted read-only moves only the Redis key on an explicit
+    reload or rollback; the retrain (which can write the store) calls this first, so that it
+    gates against, and records as PREVIOUS, the version really live. Returns the live name.
+    """
+    store = Path(store)
+    current = current_version_name(store)
+    if not redis_url:
+        return current
+    value = redis_client(redis_url).get(redis_key(prefix))
+    if not value:
+        return current
+    named = Path(value.decode() if isinstance(value, bytes) else value)
+    if in_store(store, named) and named.name != current and (named / MANIFEST).is_file():
+        read_bundle(named)
+        point_to(store, named.name)
+        return named.name
+    return current
+
+
 def publish_everywhere(store: str | Path, bundle_dir: str | Path, keep: int = 5,
                        redis_url: str | None = None, prefix: str = "sine:") -> str:
     """`publish`, then `announce` when Redis is used; if the announcement fails, the file

@@ -178,3 +178,19 @@ def test_publish_everywhere_sets_the_redis_key_and_announces(tmp_path, redis_url
     assert client.get(bundle_store.redis_key("sine:")) == str(store / "v1")
     assert [listener.get_message(timeout=2)["data"] for _ in range(2)] == [str(store / "v2"), str(store / "v1")]
     listener.close()
+
+
+def test_reconcile_makes_current_agree_with_the_redis_key(tmp_path, redis_url):
+    import redis
+
+    store = tmp_path / "store"
+    for i in (1, 2):
+        publish(store, make(store / f"v{i}").path)
+    assert bundle_store.reconcile(store, redis_url) == "v2"  # no key: the file pointer stands
+    client = redis.Redis.from_url(redis_url)
+    client.set(bundle_store.redis_key("sine:"), str(store / "v1"))  # moved by a read-only replica
+    assert bundle_store.reconcile(store, redis_url) == "v1"
+    assert bundle_store.current_version_name(store) == "v1"
+    assert bundle_store.previous_version_name(store) == "v2"
+    client.set(bundle_store.redis_key("sine:"), str(tmp_path / "elsewhere"))  # not a store version
+    assert bundle_store.reconcile(store, redis_url) == "v1"
