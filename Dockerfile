@@ -53,6 +53,7 @@ FROM wheels AS project
 RUN python3 -m venv /opt/build && /opt/build/bin/pip install -q setuptools wheel
 COPY pyproject.toml README.md /src/
 COPY sine /src/sine
+COPY sine_cli /src/sine_cli
 COPY trainer /src/trainer
 COPY index_builder /src/index_builder
 COPY service /src/service

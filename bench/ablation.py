@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sine.cli import setup_logging  # noqa: E402
 from sine.metrics import ranking_metrics  # noqa: E402
+from sine_cli.app import setup_logging  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.evaluate import rank_targets  # noqa: E402
 from trainer.run import load_data, load_run, train_run  # noqa: E402

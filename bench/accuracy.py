@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sine.cli import setup_logging  # noqa: E402
 from sine.metrics import METRIC_NAMES  # noqa: E402
+from sine_cli.app import setup_logging  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.run import git_commit, train_run  # noqa: E402
 

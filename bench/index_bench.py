@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from index_builder import indexes  # noqa: E402
 from index_builder.build import build_and_measure, query_vectors  # noqa: E402
 from sine.bundle import read_bundle  # noqa: E402
-from sine.cli import setup_logging  # noqa: E402
+from sine_cli.app import setup_logging  # noqa: E402
 
 log = logging.getLogger("sine.bench")
 REAL = ("beauty", "toys", "video", "ml-100k")

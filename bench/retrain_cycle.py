@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import RedisProcess  # noqa: E402
+from harness.processes import RedisProcess  # noqa: E402
 
 
 def record_events(url: str, log_path: Path, count: int, seed: int = 0) -> int:
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrain.json")
     args = parser.parse_args()
-    sine = [sys.executable, "-m", "sine.cli"]
+    sine = [sys.executable, "-m", "sine_cli"]
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         work = Path(tmp)
         store, data_dir = work / "store", work / "data"
@@ -75,7 +75,7 @@ def main() -> None:
         subprocess.run([*sine, "-q", "build-index", str(work / "live")], check=True)
         store.mkdir()
         shutil.move(work / "live", store / "v0-live")
-        from sine.bundle import publish
+        from sine.bundle_store import publish
         publish(store, store / "v0-live")
         setup_seconds = time.perf_counter() - started
 

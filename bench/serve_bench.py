@@ -30,8 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.processes import ServiceProcess  # noqa: E402
 from sine.bundle import read_bundle  # noqa: E402
-from tests.processes import ServiceProcess  # noqa: E402
 
 LUA = """
 local bodies = {}

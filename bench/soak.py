@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serve_bench import LUA, request_bodies, start_server, wrk  # noqa: E402
-from tests.processes import RedisProcess, free_port  # noqa: E402
+from harness.processes import RedisProcess, free_port  # noqa: E402
 
 BAD = [
     (b'{"clicks": "x"}', "application/json"),

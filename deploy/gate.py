@@ -1,5 +1,9 @@
 """The promotion gate: the candidate and the live model, scored on the same split.
 
+Torch-free: both models are scored as served, through their bundles' ONNX encoders and
+item tables, with numpy doing the full ranking (the same rule as trainer.evaluate: the
+history is removed, the target never, and ties count against the target).
+
 The live model is evaluated as it is served: its bundle's ONNX encoder and item table,
 on the new log's validation split, expressed in its own vocabulary (clicks on items it
 does not know are dropped, and a target it does not know counts as a miss). The
@@ -12,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from sine.bundle import Bundle
 from sine.data.split import EvalSet, SplitData
 from sine.encoder import OnnxEncoder, has_clicks, prepare_clicks
 from sine.metrics import ranking_metrics
-from trainer.evaluate import rank_targets
+
+BATCH = 512
 
 
 @dataclass
@@ -50,21 +54,33 @@ def evaluate_bundle(bundle: Bundle, data: SplitData, split: str = "valid") -> di
     evalset = data.evaluation_set(split, bundle.max_len)  # type: ignore[arg-type]
     mapped, known = in_vocabulary_of(bundle, data, evalset)
     encoder = OnnxEncoder(bundle.encoder_path, gpu="off")
-    table = torch.as_tensor(np.vstack([np.zeros((1, bundle.dim), np.float32), bundle.item_embeddings]))
-    popularity = torch.as_tensor(np.concatenate([[0.0], bundle.popularity]).astype(np.float32))
-
-    def score(clicks: torch.Tensor) -> torch.Tensor:
-        clicks_np = clicks.numpy()
-        out = popularity.expand(len(clicks_np), -1).clone()  # users with no known click: popularity
-        rows = has_clicks(clicks_np)
+    table = np.vstack([np.zeros((1, bundle.dim), np.float32), bundle.item_embeddings])
+    popularity = np.concatenate([[0.0], bundle.popularity]).astype(np.float32)
+    ranks = np.empty(len(mapped), dtype=np.int64)
+    offsets = mapped.history_offsets
+    for start in range(0, len(mapped), BATCH):
+        stop = min(start + BATCH, len(mapped))
+        clicks = mapped.inputs[start:stop]
+        scores = np.repeat(popularity[None, :], stop - start, axis=0)  # no known click: popularity
+        rows = has_clicks(clicks)
         if rows.any():
-            vectors = torch.as_tensor(encoder.encode(clicks_np[rows]))
-            out[torch.as_tensor(rows)] = vectors @ table.T
-        return out
-
-    ranks = rank_targets(score, mapped)
+            scores[rows] = encoder.encode(clicks[rows]) @ table.T
+        ranks[start:stop] = _target_ranks(scores, mapped.targets[start:stop],
+                                          mapped.history[offsets[start]:offsets[stop]],
+                                          np.diff(offsets[start:stop + 1]))
     ranks = np.where(known, ranks, bundle.num_items + 1)  # an unknown target is a miss
     return ranking_metrics(ranks)
+
+
+def _target_ranks(scores: np.ndarray, targets: np.ndarray, history: np.ndarray,
+                  lengths: np.ndarray) -> np.ndarray:
+    """1-based rank of each row's target: padding and history out, ties against the target."""
+    rows = np.arange(len(scores))
+    target_scores = scores[rows, targets].copy()
+    scores[:, 0] = -np.inf
+    scores[np.repeat(rows, lengths), history] = -np.inf
+    scores[rows, targets] = target_scores  # the target is never removed
+    return (scores >= target_scores[:, None]).sum(axis=1)
 
 
 def decide(candidate: dict[str, float], live: dict[str, float] | None, metric: str,

@@ -40,8 +40,9 @@ import pandas as pd
 
 from deploy.events import export_events, read_events
 from deploy.gate import decide, evaluate_bundle
-from sine import bundle as bundle_store
+from sine import bundle_store
 from sine.atomic import atomic_write
+from sine.bundle import Bundle, read_bundle
 from sine.data.logs import ITEM, TIME, USER, LogColumns, filter_min_counts, read_log
 from sine.data.split import leave_one_out
 from sine.errors import SineError
@@ -103,12 +104,6 @@ def exclusive(data_dir: Path) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def redis_client(url: str):
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-
-
 def load_frame(settings: RetrainSettings) -> tuple[pd.DataFrame, int]:
     """Base log + stored events, sorted by user then time; and the number of events."""
     frames = []
@@ -123,7 +118,7 @@ def load_frame(settings: RetrainSettings) -> tuple[pd.DataFrame, int]:
     return frame, len(events)
 
 
-def training_config(settings: RetrainSettings, live: bundle_store.Bundle | None):
+def training_config(settings: RetrainSettings, live: Bundle | None):
     from trainer.config import TrainConfig, load_config_file
 
     if settings.config_file is not None:
@@ -182,13 +177,14 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
     if settings.store.is_dir():
         for stale in settings.store.glob(".candidate-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    live_name = bundle_store.current_version_name(settings.store)
-    live = bundle_store.read_bundle(settings.store / live_name) if live_name else None
+    # what the replicas serve: an explicit reload or rollback may have moved only the Redis key
+    live_name = bundle_store.reconcile(settings.store, settings.redis_url, settings.redis_prefix)
+    live = read_bundle(settings.store / live_name) if live_name else None
     report["live_version_before"] = live_name
 
     with Step(report, "export_events") as step:
         if settings.redis_url:
-            client = redis_client(settings.redis_url)
+            client = bundle_store.redis_client(settings.redis_url)
             result = export_events(client, f"{settings.redis_prefix}events", settings.data_dir / "events")
             step.update(events=result.events, files=len(result.files), last_id=result.last_id,
                         trimmed=result.trimmed)
@@ -240,35 +236,11 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
                                    recall_floor=settings.recall_floor)
         step.update(type=indexed.manifest["index"]["type"], recall=indexed.manifest["index"]["recall"])
     with Step(report, "publish") as step:
-        previous = bundle_store.current_version_name(settings.store)
-        bundle_store.publish(settings.store, bundle_dir, settings.keep)
-        try:
-            announce(settings, bundle_dir)
-        except Exception:
-            # keep the two pointers in agreement: the file pointer goes back
-            if previous:
-                bundle_store.rollback(settings.store)
-            raise
+        bundle_store.publish_everywhere(settings.store, bundle_dir, settings.keep, settings.redis_url,
+                                        settings.redis_prefix)
         step.update(version=name, announced=bool(settings.redis_url))
     report.update(status="promoted", exit_code=PROMOTED, version=name)
     log.info("promoted %s", name)
-
-
-def announce(settings: RetrainSettings, bundle_dir: Path) -> None:
-    """Point every replica at `bundle_dir`: the Redis key, then a pub/sub message."""
-    if not settings.redis_url:
-        return
-    client = redis_client(settings.redis_url)
-    client.set(f"{settings.redis_prefix}model:current", str(bundle_dir))
-    client.publish(f"{settings.redis_prefix}model:reload", str(bundle_dir))
-
-
-def rollback(store: Path, redis_url: str | None = None, redis_prefix: str = "sine:") -> str:
-    """`sine rollback`: make the previous version live again, everywhere."""
-    name = bundle_store.rollback(store)
-    announce(RetrainSettings(data_dir=store, store=store, redis_url=redis_url, redis_prefix=redis_prefix),
-             store / name)
-    return name
 
 
 def _public(settings: RetrainSettings) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from service.middleware import RequestMiddleware
 from service.recommender import LoadedModel
 from service.store import MemoryStore, RedisStore
 from sine import __version__
-from sine.errors import BundleError
+from sine.errors import SineError
 
 log = logging.getLogger("sine.service")
 
@@ -52,9 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = MemoryStore(settings.history_cap)
         app.state.store = store
         try:
-            await holder.reload()
-        except BundleError as exc:
+            await holder.follow_pointer()
+        except SineError as exc:  # refused or nothing configured: serve 503s, keep watching
             log.error("no model loaded at start: %s", exc)
+        if holder.model is None and holder.waiting:
+            log.warning("no model loaded at start: %s", holder.waiting)
         watcher = asyncio.create_task(holder.watch())
         try:
             yield
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.debug("heap settled in %.3f s", heap.settle_after_load())
 
     app.state.holder.listeners.append(on_swap)
+    app.state.holder.outcome_listeners.append(lambda outcome: metrics.reloads.labels(outcome).inc())
 
     app.include_router(recommend.router)
     app.include_router(events.router)

@@ -22,15 +22,14 @@ Reading verifies everything before anything is used: the format version is known
 every listed file exists with its checksum and size, shapes agree with the manifest,
 and arrays load with ``allow_pickle=False``. Writing is atomic: a bundle is built in a
 temporary directory beside its target, verified by reading it back, then renamed.
+Which bundle is live (the store of versions and its pointers) is `sine.bundle_store`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from sine.atomic import fsync_directory, staging_directory
+from sine.atomic import staging_directory
 from sine.errors import BundleError
 
 FORMAT_VERSION = 1
@@ -283,101 +282,3 @@ def _load_array(file: Path, dtype: type, ndim: int) -> np.ndarray:
                           f"{array.dtype} with {array.ndim}")
     array.setflags(write=False)
     return array
-
-
-# ------------------------------------------------------------------ bundle store
-
-
-CURRENT = "CURRENT"
-"""Name of the pointer file in a bundle store: it holds the live version's directory name."""
-
-
-def publish(store: str | Path, bundle_dir: str | Path, keep: int = 5) -> str:
-    """Make `bundle_dir` (a verified bundle inside `store`) the live version.
-
-    The pointer file ``store/CURRENT`` is replaced atomically, so a reader sees the old
-    or the new version, never neither. The previous pointer is kept as ``PREVIOUS`` for
-    rollback, and all but the newest `keep` versions (never the live or previous one)
-    are deleted.
-    """
-    store, bundle_dir = Path(store), Path(bundle_dir)
-    if bundle_dir.parent.resolve() != store.resolve():
-        raise BundleError(f"{bundle_dir} is not inside the store {store}")
-    read_bundle(bundle_dir)
-    previous = current_version_name(store)
-    _write_pointer(store, CURRENT, bundle_dir.name)
-    if previous and previous != bundle_dir.name:
-        _write_pointer(store, "PREVIOUS", previous)
-    prune(store, keep)
-    return bundle_dir.name
-
-
-def current_version_name(store: str | Path) -> str | None:
-    pointer = Path(store) / CURRENT
-    try:
-        name = pointer.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return name or None
-
-
-def current_bundle_path(store: str | Path) -> Path:
-    """Where the live bundle of a store is (or `store` itself if it is a bundle)."""
-    store = Path(store)
-    if (store / MANIFEST).is_file():
-        return store
-    name = current_version_name(store)
-    if name is None:
-        raise BundleError(f"{store}: neither a bundle nor a bundle store with a {CURRENT} pointer")
-    return store / name
-
-
-def versions(store: str | Path) -> list[str]:
-    """Bundle directories of a store, oldest first (names sort by creation time)."""
-    store = Path(store)
-    if not store.is_dir():
-        return []
-    return sorted(d.name for d in store.iterdir() if d.is_dir() and (d / MANIFEST).is_file()
-                  and not d.name.startswith("."))
-
-
-def prune(store: str | Path, keep: int) -> list[str]:
-    """Delete all but the newest `keep` versions; the live and previous ones always stay."""
-    store = Path(store)
-    protected = {current_version_name(store), _read_pointer(store, "PREVIOUS")}
-    doomed = [v for v in versions(store)[: -max(keep, 1)] if v not in protected]
-    for name in doomed:
-        shutil.rmtree(store / name, ignore_errors=True)
-    return doomed
-
-
-def rollback(store: str | Path) -> str:
-    """Make the previous live version live again; returns its name."""
-    store = Path(store)
-    previous = _read_pointer(store, "PREVIOUS")
-    current = current_version_name(store)
-    if previous is None or not (store / previous).is_dir():
-        raise BundleError(f"{store}: no previous version to roll back to")
-    read_bundle(store / previous)
-    _write_pointer(store, CURRENT, previous)
-    if current:
-        _write_pointer(store, "PREVIOUS", current)
-    return previous
-
-
-def _read_pointer(store: Path, name: str) -> str | None:
-    try:
-        return (Path(store) / name).read_text().strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def _write_pointer(store: Path, name: str, value: str) -> None:
-    store.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, store / name)
-    fsync_directory(store)

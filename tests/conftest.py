@@ -70,7 +70,7 @@ def redis_server_url():
         return
     if shutil.which("redis-server") is None:
         pytest.fail(REDIS_HELP, pytrace=False)
-    from tests.processes import RedisProcess
+    from harness.processes import RedisProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="sine-test-redis-"))
     server = RedisProcess(workdir, persist=False)
@@ -122,4 +122,22 @@ def hnsw_bundle(tmp_path_factory, flat_bundle) -> Path:
 
     path = tmp_path_factory.mktemp("bundles") / "hnsw"
     build_for_bundle(flat_bundle, kind="hnsw", out=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_bundle(tmp_path_factory, synthetic_csv) -> Path:
+    """A different model on the same catalog (another seed and width): hot-swap tests swap
+    models that really differ, not byte-identical twins of one export."""
+    from index_builder.build import build_for_bundle
+    from trainer.config import TrainConfig
+    from trainer.export import export_bundle
+    from trainer.run import train_run
+
+    run = tmp_path_factory.mktemp("trained-other") / "run"
+    train_run(synthetic_csv, run, TrainConfig(model="sine", dim=16, prototypes=12, interests=2,
+                                              batch_size=128, epochs=1, seed=7))
+    path = tmp_path_factory.mktemp("bundles") / "other"
+    export_bundle(run, path)
+    build_for_bundle(path, kind="flat")
     return path

@@ -8,17 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from sine import bundle as bundle_format
-from sine.bundle import (
-    ENCODER,
-    ITEM_EMBEDDINGS,
-    MANIFEST,
-    Bundle,
-    publish,
-    read_bundle,
-    rollback,
-    write_bundle,
-)
+from sine import bundle_store
+from sine.bundle import ENCODER, ITEM_EMBEDDINGS, MANIFEST, Bundle, read_bundle, sha256_of, write_bundle
+from sine.bundle_store import publish, rollback
 from sine.errors import BundleError
 
 
@@ -95,7 +87,7 @@ def test_refuses_pickled_arrays(tmp_path):
     path = tmp_path / "b" / ITEM_EMBEDDINGS
     np.save(path, evil, allow_pickle=True)
     manifest = json.loads((tmp_path / "b" / MANIFEST).read_text())
-    manifest["files"][ITEM_EMBEDDINGS] = {"sha256": bundle_format.sha256_of(path),
+    manifest["files"][ITEM_EMBEDDINGS] = {"sha256": sha256_of(path),
                                           "bytes": path.stat().st_size}
     (tmp_path / "b" / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="not a plain numeric"):
@@ -121,10 +113,10 @@ def test_publish_keeps_versions_and_rolls_back(tmp_path):
     for i in range(4):
         b = make(store / f"v{i}")
         names.append(publish(store, b.path, keep=2))
-    assert bundle_format.current_version_name(store) == "v3"
-    assert bundle_format.versions(store) == ["v2", "v3"]  # pruned, live + previous kept
+    assert bundle_store.current_version_name(store) == "v3"
+    assert bundle_store.versions(store) == ["v2", "v3"]  # pruned, live + previous kept
     assert rollback(store) == "v2"
-    assert bundle_format.current_bundle_path(store) == store / "v2"
+    assert bundle_store.current_bundle_path(store) == store / "v2"
     assert rollback(store) == "v3"  # and forward again
 
 
@@ -136,7 +128,7 @@ def test_publish_refuses_a_broken_bundle(tmp_path):
     (bad.path / ENCODER).write_bytes(b"x")
     with pytest.raises(BundleError):
         publish(store, bad.path)
-    assert bundle_format.current_version_name(store) == "v1"
+    assert bundle_store.current_version_name(store) == "v1"
 
 
 def test_not_a_bundle(tmp_path):
@@ -146,3 +138,59 @@ def test_not_a_bundle(tmp_path):
     shutil.rmtree(tmp_path / "empty")
     with pytest.raises(BundleError, match="not a directory"):
         read_bundle(tmp_path / "empty")
+
+
+def test_an_empty_store_has_no_live_bundle_yet(tmp_path):
+    store = tmp_path / "store"
+    assert bundle_store.live_bundle_path(store) is None
+    store.mkdir()
+    assert bundle_store.live_bundle_path(store) is None
+    with pytest.raises(BundleError, match="nothing published yet"):
+        bundle_store.current_bundle_path(store)
+    single = make(tmp_path / "single")
+    assert bundle_store.live_bundle_path(single.path) == single.path
+
+
+def test_rollback_target_moves_nothing(tmp_path):
+    store = tmp_path / "store"
+    for i in range(2):
+        publish(store, make(store / f"v{i}").path)
+    assert bundle_store.rollback_target(store) == store / "v0"
+    assert bundle_store.current_version_name(store) == "v1"
+    assert bundle_store.previous_version_name(store) == "v0"
+
+
+def test_publish_everywhere_sets_the_redis_key_and_announces(tmp_path, redis_url):
+    import redis
+
+    store = tmp_path / "store"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    listener = client.pubsub()
+    listener.subscribe(bundle_store.reload_channel("sine:"))
+    listener.get_message(timeout=1)  # the subscribe confirmation
+    first = make(store / "v1")
+    bundle_store.publish_everywhere(store, first.path, redis_url=redis_url)
+    assert client.get(bundle_store.redis_key("sine:")) == str(store / "v1")
+    assert listener.get_message(timeout=2)["data"] == str(store / "v1")
+    second = make(store / "v2")
+    bundle_store.publish_everywhere(store, second.path, redis_url=redis_url)
+    assert bundle_store.rollback_everywhere(store, redis_url) == "v1"
+    assert client.get(bundle_store.redis_key("sine:")) == str(store / "v1")
+    assert [listener.get_message(timeout=2)["data"] for _ in range(2)] == [str(store / "v2"), str(store / "v1")]
+    listener.close()
+
+
+def test_reconcile_makes_current_agree_with_the_redis_key(tmp_path, redis_url):
+    import redis
+
+    store = tmp_path / "store"
+    for i in (1, 2):
+        publish(store, make(store / f"v{i}").path)
+    assert bundle_store.reconcile(store, redis_url) == "v2"  # no key: the file pointer stands
+    client = redis.Redis.from_url(redis_url)
+    client.set(bundle_store.redis_key("sine:"), str(store / "v1"))  # moved by a read-only replica
+    assert bundle_store.reconcile(store, redis_url) == "v1"
+    assert bundle_store.current_version_name(store) == "v1"
+    assert bundle_store.previous_version_name(store) == "v2"
+    client.set(bundle_store.redis_key("sine:"), str(tmp_path / "elsewhere"))  # not a store version
+    assert bundle_store.reconcile(store, redis_url) == "v1"

@@ -7,7 +7,7 @@ from dataclasses import fields
 
 from typer.testing import CliRunner
 
-from sine.cli import app
+from sine_cli.app import app
 from trainer.config import TrainConfig
 
 runner = CliRunner()

@@ -19,7 +19,8 @@ from deploy.events import read_events
 from deploy.retrain import REFUSED, RetrainSettings, run_retrain
 from service.core.config import Settings
 from service.main import create_app
-from sine import bundle as bundle_store
+from sine import bundle_store
+from sine.bundle import read_bundle
 from sine.data.synthetic import SyntheticSpec, synthetic_log
 
 FAST = {"dim": 32, "prototypes": 20, "interests": 4, "epochs": 3, "patience": 2, "batch_size": 128}
@@ -99,7 +100,7 @@ def test_nightly_cycle_end_to_end(world):
 
         before = b_share_of_users()
         assert recommend(a_sequences[users[0]])["model_version"] == \
-            bundle_store.read_bundle(settings.store / first_version).version
+            read_bundle(settings.store / first_version).version
         for start in range(0, len(posted), 500):
             assert client.post("/events", json=posted[start:start + 500]).status_code == 200
 
@@ -114,7 +115,7 @@ def test_nightly_cycle_end_to_end(world):
             versions.add(r.json().get("model_version"))
         job.join()
         assert outcome["status"] == "promoted", outcome.get("error")
-        new_version = bundle_store.read_bundle(bundle_store.current_bundle_path(settings.store)).version
+        new_version = read_bundle(bundle_store.current_bundle_path(settings.store)).version
         for _ in range(50):  # the reload message may still be on its way
             if recommend(a_sequences[users[0]])["model_version"] == new_version:
                 break
@@ -145,7 +146,7 @@ def test_nightly_cycle_end_to_end(world):
         refused = run_retrain(settings, transform=shuffle_labels)
         assert refused["status"] == "refused" and refused["exit_code"] == REFUSED
         assert "candidate ndcg@10" in refused["reason"]
-        live = bundle_store.read_bundle(bundle_store.current_bundle_path(settings.store))
+        live = read_bundle(bundle_store.current_bundle_path(settings.store))
         assert live.version == new_version
         assert recommend(a_sequences[users[0]])["model_version"] == new_version
         aside = settings.data_dir / "refused" / refused["started_at"]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from service.api.deps import get_holder, require_admin
 from service.holder import ModelHolder
 from service.schemas import ModelSwap, ReloadRequest
-from sine.errors import BundleError
+from sine.errors import SineError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -19,10 +19,9 @@ async def reload(request: Request, body: ReloadRequest | None = Body(None),
                  holder: ModelHolder = Depends(get_holder)) -> ModelSwap:
     try:
         changed = await holder.reload(Path(body.bundle) if body and body.bundle else None)
-    except BundleError as exc:
-        request.app.state.metrics.reloads.labels("refused").inc()
-        raise HTTPException(409, f"bundle refused, the live model keeps serving: {exc}") from None
-    request.app.state.metrics.reloads.labels("swapped" if changed else "unchanged").inc()
+    except SineError as exc:
+        keeps = "the live model keeps serving" if holder.model is not None else "no model is loaded"
+        raise HTTPException(409, f"bundle refused, {keeps}: {exc}") from None
     return ModelSwap(model_version=holder.model.version, changed=changed)
 
 
@@ -30,7 +29,6 @@ async def reload(request: Request, body: ReloadRequest | None = Body(None),
 async def rollback(request: Request, holder: ModelHolder = Depends(get_holder)) -> ModelSwap:
     try:
         version = await holder.rollback()
-    except BundleError as exc:
-        raise HTTPException(409, str(exc)) from None
-    request.app.state.metrics.reloads.labels("rollback").inc()
+    except SineError as exc:
+        raise HTTPException(409, f"rollback refused, the live model keeps serving: {exc}") from None
     return ModelSwap(model_version=version, changed=True)

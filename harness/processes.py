@@ -1,4 +1,4 @@
-"""Real processes for the fault tests: a throwaway Redis we may kill, a uvicorn service."""
+"""Real processes for tests and benchmarks: a throwaway Redis we may kill, a uvicorn service."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+REDIS_MISSING = ("redis-server is needed: install it (Debian/Ubuntu: apt install redis-server; "
+                 "macOS: brew install redis)")
 
 
 def free_port() -> int:
@@ -30,8 +31,7 @@ class RedisProcess:
     def __init__(self, workdir: Path, persist: bool = True):
         self.binary = shutil.which("redis-server")
         if self.binary is None:
-            pytest.fail("redis-server is needed: install it (Debian/Ubuntu: apt install redis-server; "
-                        "macOS: brew install redis)", pytrace=False)
+            raise RuntimeError(REDIS_MISSING)
         self.port = free_port()
         self.workdir = workdir
         self.persist = persist

@@ -277,7 +277,8 @@ def serve(
     import uvicorn
 
     from service.core.config import Settings
-    from sine.bundle import current_bundle_path, read_bundle
+    from sine.bundle import read_bundle
+    from sine.bundle_store import is_bundle
 
     if bundle is not None:
         os.environ["SINE_BUNDLE"] = str(bundle)
@@ -290,7 +291,12 @@ def serve(
     if settings.bundle is None and settings.redis_url is None:
         raise SineError("no bundle: pass --bundle DIR (or set SINE_BUNDLE)")
     if settings.bundle is not None:
-        read_bundle(current_bundle_path(settings.bundle))  # refuse a bad bundle before starting
+        if is_bundle(settings.bundle):
+            read_bundle(settings.bundle)  # a single bundle: refuse a bad one before starting
+        elif not settings.bundle.is_dir():
+            raise SineError(f"--bundle {settings.bundle}: no such directory (a bundle, or a bundle "
+                            "store that the retrain publishes into)")
+        # a store with nothing published yet is fine: /readyz says so until the first publish
     uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers,
                 log_config=None, access_log=False, timeout_graceful_shutdown=30)
 
@@ -356,9 +362,9 @@ def rollback_command(
     redis_prefix: str = typer.Option("sine:", envvar="SINE_REDIS_PREFIX", help="Redis key prefix."),
 ) -> None:
     """Make the previous bundle version live again (store pointer, Redis pointer, reload message)."""
-    from deploy.retrain import rollback
+    from sine.bundle_store import rollback_everywhere
 
-    typer.echo(f"live version: {rollback(store, redis_url, redis_prefix)}")
+    typer.echo(f"live version: {rollback_everywhere(store, redis_url, redis_prefix)}")
 
 
 @app.command("schedule", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -417,7 +423,7 @@ def demo(
     epochs: int = typer.Option(20, help="Most epochs for SINE."),
 ) -> None:
     """The local demo: a synthetic log, most-popular vs SINE, side by side."""
-    from sine.demo import run_demo
+    from sine_cli.demo import run_demo
 
     run_demo(workdir, epochs)
 
