@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sine.atomic import fsync_directory
+from sine.atomic import fsync_directory, publish_mode
 from sine.data.logs import ITEM, TIME, USER
 
 log = logging.getLogger("sine.retrain")
@@ -88,6 +88,7 @@ def _write_part(events_dir: Path, rows: list[tuple[str, dict]]) -> Path:
         pq.write_table(table, tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        publish_mode(Path(tmp), directory=False)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

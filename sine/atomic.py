@@ -29,6 +29,29 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: Path, directory: bool) -> None:
+    """Give a staged artifact the mode a plain open()/mkdir() would have given it.
+
+    tempfile makes files 0600 and directories 0700: published as they are, a bundle
+    written by one user (the host, a CI job) could not be read by another (the API
+    container's non-root user, another replica's uid).
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part."""
     path = Path(path)
@@ -40,6 +63,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+        publish_mode(Path(tmp), directory=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -65,6 +89,7 @@ def staging_directory(target: str | Path) -> Iterator[Path]:
             if file.is_file():
                 with open(file, "rb") as handle:
                     os.fsync(handle.fileno())
+        publish_mode(staged, directory=True)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}"

@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -45,7 +46,12 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a `SineError` as one line and exit 2; Ctrl-C exits 130 without a traceback."""
+    """Print a `SineError` or a file-system refusal as one line and exit 2; Ctrl-C exits 130.
+
+    A file that cannot be read (a bundle mounted into a container whose user may not
+    read it, a full disk) is the user's to fix, not a bug: one line that names the path
+    and the user, no traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +59,14 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except SineError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno is None:  # not the file system's or the network's answer
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            hint = (f" (this process runs as uid {os.getuid()}: make it readable to that user)"
+                    if isinstance(exc, PermissionError) else "")
+            typer.secho(f"error: {exc.strerror}{where}{hint}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

@@ -70,3 +70,21 @@ def test_synth_writes_a_log(tmp_path):
     out = tmp_path / "s.csv.gz"
     result = runner.invoke(app, ["synth", "-o", str(out), "--users", "50", "--items", "40", "--groups", "4"])
     assert result.exit_code == 0 and out.stat().st_size > 0
+
+
+def test_a_file_the_process_may_not_read_is_one_line_naming_it_and_the_user(capsys):
+    import os
+
+    import pytest
+    import typer
+
+    from sine_cli.app import user_errors
+
+    def command() -> None:
+        raise PermissionError(13, "Permission denied", "/srv/bundles/v1/manifest.json")
+
+    with pytest.raises(typer.Exit) as exit_:
+        user_errors(command)()
+    assert exit_.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "Permission denied: /srv/bundles/v1/manifest.json" in err and f"uid {os.getuid()}" in err
