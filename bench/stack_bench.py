@@ -58,12 +58,12 @@ def start_host(bundle: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def start_container(bundle: Path, port: int, image: str) -> str:
+def start_container(bundle: Path, port: int, image: str, extra: list[str]) -> str:
     settings = [arg for key, value in SETTINGS.items() for arg in ("-e", f"{key}={value}")]
     container = subprocess.run(
         ["docker", "run", "-d", "--rm", "--cpuset-cpus", "0", "--read-only", "--tmpfs", "/tmp",
          "-p", f"127.0.0.1:{port}:8000", "-v", f"{bundle.resolve()}:/srv/bundles/bench:ro",
-         "-e", "SINE_BUNDLE=/srv/bundles/bench", *settings, image],
+         "-e", "SINE_BUNDLE=/srv/bundles/bench", *settings, *extra, image],
         capture_output=True, text=True, check=True).stdout.strip()
     wait_ready(port)
     return container
@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--top-n", type=int, default=50)
+    parser.add_argument("--docker-arg", action="append", default=[], dest="docker_args",
+                        help="extra `docker run` argument, e.g. --docker-arg=--cpu-shares=262144 (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stack.json")
     args = parser.parse_args()
     for tool in ("wrk", "docker", "taskset"):
@@ -88,9 +90,12 @@ def main() -> None:
     proxy = json.loads(Path("/etc/docker/daemon.json").read_text()).get("userland-proxy", True) \
         if Path("/etc/docker/daemon.json").exists() else True
     report = {"bundle": str(args.bundle), "items": bundle.num_items, "index": bundle.manifest["index"]["type"],
-              "image": args.image, "docker_userland_proxy": proxy, "connections": args.connections,
+              "image": args.image, "docker_args": args.docker_args, "docker_userland_proxy": proxy,
+              "connections": args.connections,
               "clicks": args.clicks, "top_n": args.top_n, "seconds": args.seconds,
               "runs": {"host": [], "container": []}}
+    report["load_average"] = " ".join(Path("/proc/loadavg").read_text().split()[:3]) \
+        if Path("/proc/loadavg").exists() else "unknown"
     host = container = None
     with tempfile.TemporaryDirectory() as tmp:
         bodies = Path(tmp) / "bodies.jsonl"
@@ -99,7 +104,7 @@ def main() -> None:
         script.write_text(LUA % bodies)
         try:
             host = start_host(args.bundle, ports["host"])
-            container = start_container(args.bundle, ports["container"], args.image)
+            container = start_container(args.bundle, ports["container"], args.image, args.docker_args)
             order = ["host", "container"]
             for name in order:  # warm up
                 wrk(ports[name], "/recommend", script, 3, args.connections, 1)
@@ -129,7 +134,9 @@ def markdown(report: dict) -> str:
     lines = [f"Bundle {report['bundle']} ({report['items']:,} items, {report['index']} index); "
              f"{report['connections']} connections, {report['clicks']} clicks, top_n {report['top_n']}; "
              f"server pinned to CPU 0, wrk to CPU 1; {len(report['runs']['host'])} alternating rounds of "
-             f"{report['seconds']} s; docker userland proxy {'on' if report['docker_userland_proxy'] else 'off'}.",
+             f"{report['seconds']} s; docker userland proxy {'on' if report['docker_userland_proxy'] else 'off'}"
+             f"{'; docker run ' + ' '.join(report['docker_args']) if report['docker_args'] else ''}; "
+             f"load average at the start {report['load_average']}.",
              "", "| server | /recommend req/s (median) | p50 ms | p99 ms | errors |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for name in ("host", "container"):
