@@ -289,7 +289,8 @@ def serve(
     if settings.bundle is not None:
         read_bundle(current_bundle_path(settings.bundle))  # refuse a bad bundle before starting
     uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=30)
+                log_config=None, access_log=False, timeout_graceful_shutdown=30,
+                limit_concurrency=settings.limit_concurrency)
 
 
 # ------------------------------------------------------------ retrain / rollback
