@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sine.atomic import fsync_directory
-from sine.data.logs import ITEM, TIME, USER
+from sine.data.logs import ITEM, TIME, USER, seconds_scale
 
 log = logging.getLogger("sine.retrain")
 
@@ -128,12 +128,19 @@ def export_events(redis_client, stream_key: str, events_dir: Path, batch: int = 
     return ExportResult(total, files, format_id(last) if last else None, trimmed)
 
 
-def read_events(events_dir: Path) -> pd.DataFrame:
-    """Every stored event as a log frame (user_id, item_id, timestamp), possibly empty."""
+def read_events(events_dir: Path, base_times: pd.Series | None = None) -> pd.DataFrame:
+    """Every stored event as a log frame (user_id, item_id, timestamp), possibly empty.
+
+    Events carry Unix seconds (the service's clock, or the client's, in seconds). Given
+    the base log's timestamps, they are put on its scale (`seconds_scale`: a millisecond
+    log gets event times x 1000), so merged histories stay in time order.
+    """
     files = sorted(events_dir.glob("day=*/events-*.parquet")) if events_dir.is_dir() else []
     if not files:
         return pd.DataFrame({USER: pd.Series(dtype=str), ITEM: pd.Series(dtype=str),
                              TIME: pd.Series(dtype=float)})
     frames = [pq.read_table(f, columns=[USER, ITEM, TIME, "stream_id"]).to_pandas() for f in files]
     frame = pd.concat(frames, ignore_index=True)
+    if base_times is not None:
+        frame[TIME] = frame[TIME] * seconds_scale(base_times)
     return frame

@@ -114,7 +114,7 @@ def load_frame(settings: RetrainSettings) -> tuple[pd.DataFrame, int]:
     frames = []
     if settings.base_log is not None:
         frames.append(read_log(settings.base_log, settings.columns)[[USER, ITEM, TIME]])
-    events = read_events(settings.data_dir / "events")
+    events = read_events(settings.data_dir / "events", frames[0][TIME] if frames else None)
     frames.append(events[[USER, ITEM, TIME]])
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:

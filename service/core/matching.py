@@ -38,7 +38,7 @@ def merge_history(stored: Sequence[str], clicks: Sequence[str]) -> list[str]:
     longest suffix of `stored` that equals a prefix of `clicks` is kept once, e.g.
     stored ``a b c d`` + clicks ``c d e`` -> ``a b c d e``; stored ``a b`` + clicks
     ``a b`` -> ``a b``. Anything else is taken as new clicks after the stored ones
-    (stored ``a b`` + clicks ``b a`` -> ``a b b a``): a repeated click is a real signal.
+    (stored ``a b`` + clicks ``c a`` -> ``a b c a``): a repeated click is a real signal.
     """
     if not stored:
         return list(clicks)
