@@ -40,6 +40,7 @@ import pandas as pd
 
 from deploy.events import export_events, read_events
 from deploy.gate import decide, evaluate_bundle
+from deploy.pruning import prune
 from sine import bundle as bundle_store
 from sine.atomic import atomic_write
 from sine.data.logs import ITEM, TIME, USER, LogColumns, filter_min_counts, read_log
@@ -165,6 +166,7 @@ def run_retrain(settings: RetrainSettings,
             report.update(status="failed", exit_code=FAILED, error=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(limit=8))
             log.error("retrain failed: %s (the live model is untouched)", exc)
+        report["pruned"] = {k: len(v) for k, v in prune(settings.data_dir, settings.store).items()}
         report["total_seconds"] = round(time.perf_counter() - started, 2)
         report["live_version_after"] = bundle_store.current_version_name(settings.store)
         path = settings.data_dir / "reports" / f"retrain-{stamp}.json"
