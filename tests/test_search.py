@@ -93,3 +93,13 @@ def test_the_service_fills_top_n_from_an_ivf_index_probing_one_list(flat_bundle,
     (answer,) = model.recommend([Query(clicks, top_n=250)])
     assert len(answer.item_ids) == 250 and not set(answer.item_ids) & set(clicks)
     assert answer.scores == sorted(answer.scores, reverse=True)
+
+
+def test_the_service_searches_without_the_index_builder():
+    import subprocess
+    import sys
+
+    code = ("import sys, service.main; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'index_builder', 'torch', 'trainer'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
