@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench.serve_bench import request_bodies, start_server  # noqa: E402
 
 
-async def connection(port: int, bodies: list[bytes], offset: int, until: float, out: list) -> None:
+async def connection(port: int, bodies: list[bytes], offset: int, until: float, out: list,
+                     backoff: bool) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
     try:
@@ -49,14 +50,16 @@ async def connection(port: int, bodies: list[bytes], offset: int, until: float, 
             out.append((status, time.perf_counter() - started))
             if b"connection: close" in head.lower():
                 break
+            if status == 503 and backoff:  # a well-behaved client honours Retry-After
+                await asyncio.sleep(1.0)
     finally:
         writer.close()
 
 
-async def load(port: int, bodies: list[bytes], connections: int, seconds: float) -> list:
+async def load(port: int, bodies: list[bytes], connections: int, seconds: float, backoff: bool) -> list:
     out: list = []
     until = time.perf_counter() + seconds
-    await asyncio.gather(*(connection(port, bodies, k * 7, until, out) for k in range(connections)),
+    await asyncio.gather(*(connection(port, bodies, k * 7, until, out, backoff) for k in range(connections)),
                          return_exceptions=True)
     return out
 
@@ -84,6 +87,8 @@ def main() -> None:
     parser.add_argument("--max-waiting", type=int, default=32)
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--top-n", type=int, default=50)
+    parser.add_argument("--no-backoff", dest="backoff", action="store_false",
+                        help="retry a refused request at once instead of after Retry-After (worst case)")
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "admission.json")
     args = parser.parse_args()
@@ -91,18 +96,20 @@ def main() -> None:
     server = start_server(args.bundle, args.port, 0, {"SINE_MAX_WAITING": str(args.max_waiting)})
     try:
         os.sched_setaffinity(0, {1})
-        asyncio.run(load(args.port, bodies, args.connections, 3))  # warm up
-        results = asyncio.run(load(args.port, bodies, args.connections, args.seconds))
+        asyncio.run(load(args.port, bodies, args.connections, 3, args.backoff))  # warm up
+        results = asyncio.run(load(args.port, bodies, args.connections, args.seconds, args.backoff))
     finally:
         server.stop()
     report = {"bundle": str(args.bundle), "connections": args.connections, "max_waiting": args.max_waiting,
+              "clients_honour_retry_after": args.backoff,
               "seconds": args.seconds, "clicks": args.clicks, "top_n": args.top_n,
               **summary(results, args.seconds)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     r = report
     md = (f"Bundle {r['bundle']}; {r['connections']} connections against SINE_MAX_WAITING={r['max_waiting']}, "
-          f"{r['seconds']:.0f} s, one pinned worker.\n\n"
+          f"{r['seconds']:.0f} s, one pinned worker; clients honour Retry-After: "
+          f"{r['clients_honour_retry_after']}.\n\n"
           "| admitted | refused (503) | other | admitted/s | p50 ms | p90 ms | p99 ms | p99/p50 |\n"
           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
           f"| {r['admitted']} | {r['refused']} | {r['other_status']} | {r['admitted_per_second']:,.0f} | "
