@@ -135,7 +135,9 @@ def build_and_measure(
     log.info("built %s index over %s items in %.1f s on %s", kind, f"{num_items:,}", build_seconds,
              "GPU" if on_gpu else "CPU")
     spec, _ = tune(index, spec, tuning, tuning_truth, target_recall, serving_k)
-    cutoffs = tuple(sorted({*(k for k in (10, 50, 100) if k <= num_items), serving_k, deepest_k}))
+    # the service searches exactly beyond the deepest k that meets the floor (sine.search.trusted_depth)
+    cutoffs = tuple(sorted({*(k for k in (10, 50, 100, 200, 500, 1000) if k <= num_items), serving_k,
+                            deepest_k}))
     measured = recalls(index, held_out, truth, cutoffs)
     # latency as the service runs it: one faiss thread per worker (SINE_FAISS_THREADS=1)
     threads = faiss.omp_get_max_threads()

@@ -79,8 +79,11 @@ class LoadedModel:
                         "index)", bundle.path)
             self.index_spec = IndexSpec("flat")
             index = search.exact_index(items, on_gpu)
-        # GPU searches serialized, rows the index could not fill answered exactly (sine.search)
-        self.index = ItemSearch(index, items)
+        # GPU searches serialized; deeper than measured or rows left short: exact (sine.search)
+        self.index = ItemSearch(index, items, exact_beyond=search.trusted_depth(section))
+        if self.index.exact_beyond is not None:
+            log.info("searches deeper than k=%d are exact (index recall below the floor beyond it)",
+                     self.index.exact_beyond)
         self.index_on = "gpu" if on_gpu and self.index_spec.type != "hnsw" else "cpu"
         self._smoke_test()
         log.info("loaded bundle %s (%s items, %s index on %s, encoder on %s) in %.2f s", self.version,

@@ -11,6 +11,11 @@ which the service searches through:
   and a model being loaded runs its smoke test from another thread, so each GPU
   search takes `GPU_LOCK` (one lock per resources object, hence per GPU). CPU indexes
   are searched without a lock (faiss CPU search is thread-safe).
+* **Searches go no deeper than measured.** The build measures held-out recall at
+  several depths k (up to the deepest a request can ask for); graph and IVF indexes
+  lose recall with depth (HNSW tuned for k=55 on video: 0.99 there, 0.40 at k=2,200).
+  A search deeper than the largest k whose recall met the bundle's floor is answered
+  by an exact scan instead (`trusted_depth`).
 * **Missing results are backfilled.** An IVF index probing few lists can return fewer
   than k results (ids of -1), more so at the depths serving asks for (top_n plus the
   excluded items, up to ~2,200). A query row with any -1 is answered again by an exact
@@ -146,15 +151,37 @@ def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1)
 
 
+def trusted_depth(section: dict[str, Any] | None) -> int | None:
+    """The deepest k the index may be searched to: recall measured >= the floor up to it.
+
+    None means no limit: an exact index, or a manifest without per-depth recall.
+    """
+    if not section or section.get("type") == "flat":
+        return None
+    floor = float(section.get("recall_floor") or 0.95)
+    measured = sorted((int(key.split("@")[1]), float(value))
+                      for key, value in (section.get("recall") or {}).items() if key.startswith("recall@"))
+    if not measured:
+        return None
+    trusted = 0
+    for k, recall in measured:
+        if recall < floor:
+            break
+        trusted = k
+    return None if trusted == measured[-1][0] else trusted
+
+
 class ItemSearch:
     """An index over the item table, searched safely and always filled (see module doc)."""
 
-    def __init__(self, index, items: np.ndarray, gpu: bool | None = None):
+    def __init__(self, index, items: np.ndarray, gpu: bool | None = None, exact_beyond: int | None = None):
         self.index = index
         self.items = items  # [N, D] float32, the item table the index was built over
+        self.exact_beyond = exact_beyond  # deeper searches are exact (`trusted_depth`)
         self.on_gpu = is_on_gpu(index) if gpu is None else gpu
         self.lock = GPU_LOCK if self.on_gpu else None
         self.backfilled = 0  # query rows answered again exactly (for tests and logs)
+        self.exact_searches = 0  # searches deeper than the trusted depth
 
     @property
     def ntotal(self) -> int:
@@ -175,6 +202,9 @@ class ItemSearch:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows), [B, k] each, best first; k real rows whenever k <= N."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.exact_beyond is not None and k > self.exact_beyond:
+            self.exact_searches += 1
+            return exact_top_k(self.items, queries, k)
         scores, rows = self.search_index(queries, k)
         short = np.flatnonzero((rows < 0).any(axis=1))
         if len(short) and k <= len(self.items):

@@ -103,3 +103,28 @@ def test_the_service_searches_without_the_index_builder():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'index_builder', 'torch', 'trainer'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_trusted_depth_is_the_deepest_k_meeting_the_floor():
+    from sine.search import trusted_depth
+
+    section = {"type": "hnsw", "recall_floor": 0.95,
+               "recall": {"recall@10": 0.997, "recall@55": 0.99, "recall@100": 0.979, "recall@500": 0.93,
+                          "recall@2200": 0.40}}
+    assert trusted_depth(section) == 100
+    assert trusted_depth({**section, "recall": {"recall@50": 0.99, "recall@2200": 0.99}}) is None
+    assert trusted_depth({**section, "type": "flat"}) is None and trusted_depth(None) is None
+
+
+def test_searches_deeper_than_trusted_are_exact():
+    rng = np.random.default_rng(1)
+    items = rng.standard_normal((500, 4)).astype(np.float32)
+    queries = rng.standard_normal((3, 4)).astype(np.float32)
+    index = RecordingIndex()
+    search = ItemSearch(index, items, exact_beyond=10)
+    search.search(queries, 10)
+    assert index.most_inside == 1  # within the trusted depth: the index
+    index.most_inside = 0
+    _, rows = search.search(queries, 200)
+    assert index.most_inside == 0 and search.exact_searches == 1
+    assert np.array_equal(rows, exact_top_k(items, queries, 200)[1])
