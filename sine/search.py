@@ -159,8 +159,10 @@ def trusted_depth(section: dict[str, Any] | None) -> int | None:
     if not section or section.get("type") == "flat":
         return None
     floor = float(section.get("recall_floor") or 0.95)
-    measured = sorted((int(key.split("@")[1]), float(value))
-                      for key, value in (section.get("recall") or {}).items() if key.startswith("recall@"))
+    measured = sorted((int(key[len("recall@"):]), float(value))
+                      for key, value in (section.get("recall") or {}).items()
+                      if key.startswith("recall@") and key[len("recall@"):].isdigit()
+                      and isinstance(value, int | float))
     if not measured:
         return None
     trusted = 0
