@@ -53,13 +53,23 @@ class Coalescer(Generic[T, R]):
         self.queue: list[tuple[T, asyncio.Future[R]]] = []
         self.draining = False
         self.in_thread = in_thread
-        # always made: whole batches (`run`) are computed here even when coalesced ones are not
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sine-batch")
+        self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
         self.batches = 0
         self.items = 0
         self.waiting_in_runs = 0  # items of whole batches admitted but not yet started
         self._runs_lock = threading.Lock()  # the worker thread decrements it
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The worker thread; whole batches (`run`) use it even when coalesced ones do not.
+
+        Made on first use and again after `close`, so an app whose lifespan runs more
+        than once (test clients) gets a working one each time.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sine-batch")
+        return self._executor
 
     @property
     def waiting(self) -> int:
@@ -136,4 +146,6 @@ class Coalescer(Generic[T, R]):
             self.draining = False
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -56,3 +56,15 @@ def test_a_failing_batch_fails_its_requests_and_the_next_batch_works():
     first, second = asyncio.run(main())
     assert all(isinstance(r, ValueError) for r in first)
     assert second == 10
+
+
+def test_a_closed_coalescer_works_again_when_its_app_restarts():
+    # an app's lifespan may run more than once (test clients): close() must not leave it dead
+    async def main(coalescer):
+        return await coalescer.run([1, 2]), await coalescer.submit(3)
+
+    coalescer = Coalescer(doubled, max_batch=4)
+    assert asyncio.run(main(coalescer)) == ([2, 4], 6)
+    coalescer.close()
+    assert asyncio.run(main(coalescer)) == ([2, 4], 6)
+    coalescer.close()
