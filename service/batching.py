@@ -113,9 +113,15 @@ class Coalescer(Generic[T, R]):
         return await future
 
     async def _settle(self) -> None:
-        """Yield to the loop until the queue stops growing for `settle_turns` turns."""
+        """Yield to the loop until the queue stops growing for `settle_turns` turns.
+
+        A full queue cannot grow (a batch's worth, or the admission limit): no waiting
+        then. Under a flood of requests a loop turn is long, and settling turns would
+        delay every admitted request by several of them.
+        """
+        full = min(self.max_batch, self.max_waiting or self.max_batch)
         quiet = 0
-        while quiet < self.settle_turns and len(self.queue) < self.max_batch:
+        while quiet < self.settle_turns and len(self.queue) < full:
             size = len(self.queue)
             await asyncio.sleep(0)
             quiet = quiet + 1 if len(self.queue) == size else 0

@@ -22,7 +22,7 @@ from service.core import matching
 from service.core.config import Settings, get_settings
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
-from service.middleware import RequestMiddleware
+from service.middleware import REFUSED, RequestMiddleware
 from service.recommender import LoadedModel
 from service.store import MemoryStore, RedisStore
 from sine import __version__
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
         metrics.rejected.labels("overloaded").inc()
+        request.scope[REFUSED] = True  # the access middleware neither logs it nor counts an error
         return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)  # starlette's: also the router's 404 / 405

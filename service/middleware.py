@@ -3,7 +3,9 @@
 A client that goes away before its request is read is not a server error: it is
 counted with the status 499 (nginx's "client closed request") and in
 ``sine_client_disconnects_total``, logged at debug level, and never reaches
-``sine_errors_total`` (which pages someone).
+``sine_errors_total`` (which pages someone). Nor does a request refused by admission
+control (503, counted in ``sine_rejected_total``): under overload a warning per refusal
+would flood the log exactly when the process has no time to spare.
 
 (Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs tens of microseconds
 per request: this service's whole budget is a few hundred.)
@@ -23,6 +25,7 @@ from service.metrics import ServiceMetrics
 log = logging.getLogger("sine.service.access")
 
 CLIENT_CLOSED = 499
+REFUSED = "sine.refused"  # scope key: the request was refused by admission control (503)
 
 
 class RequestMiddleware:
@@ -99,13 +102,14 @@ class RequestMiddleware:
             endpoint = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(elapsed)
+            refused = scope.get(REFUSED, False)
             if status == CLIENT_CLOSED:
                 self.metrics.disconnects.labels(endpoint).inc()
-            elif status >= 500:
+            elif status >= 500 and not refused:
                 self.metrics.errors.labels(endpoint).inc()
             if status >= 400 or log.isEnabledFor(logging.DEBUG):
-                level = (logging.DEBUG if status == CLIENT_CLOSED else logging.WARNING if status >= 500
-                         else logging.INFO if status >= 400 else logging.DEBUG)
+                level = (logging.DEBUG if status == CLIENT_CLOSED or refused else logging.WARNING
+                         if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG)
                 log.log(level, "request", extra={"method": scope["method"], "path": scope["path"],
                                           "status": status, "duration_ms": round(elapsed * 1e3, 3)})
             request_id.reset(token)

@@ -59,6 +59,8 @@ def test_a_full_queue_refuses_with_503_retry_after_and_a_metric(flat_bundle, mon
     assert all(r.headers.get("retry-after") == "1" and "SINE_MAX_WAITING" in r.json()["error"]
                for r in refused)
     assert sample(app, "sine_rejected_total", reason="overloaded") == len(refused)
+    # a refusal is the service working as designed: not an error, not a warning per request
+    assert sample(app, "sine_errors_total", endpoint="/recommend") == 0
 
 
 def test_batch_is_computed_off_the_event_loop(flat_bundle, monkeypatch):
