@@ -15,11 +15,16 @@ nothing, whatever point it is killed at:
 
 Killed before 2 completes: the renamed files cover a prefix of the range and the next
 run continues after it. Killed between 2 and 3: the next run finds everything exported,
-writes nothing twice and trims. Entries are never deleted before they are on disk.
+writes nothing twice and trims. Entries are never deleted before they are on disk by
+the export; the service caps the stream (SINE_EVENT_STREAM_MAXLEN), and if the retrain
+stalled long enough for that cap to drop entries that were never exported, the export
+counts them (`ExportResult.lost`, an error in the log) from Redis 7's counter of
+entries ever added (see `lost_since_last_export`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -32,8 +37,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sine.atomic import fsync_directory, publish_mode
-from sine.data.logs import ITEM, TIME, USER
+from sine.atomic import atomic_write, fsync_directory, publish_mode
+from sine.data.logs import ITEM, TIME, USER, seconds_scale
 
 log = logging.getLogger("sine.retrain")
 
@@ -56,6 +61,50 @@ class ExportResult:
     files: list[str]
     last_id: str | None
     trimmed: int
+    lost: int = 0  # entries the stream cap dropped before they were exported
+
+
+STATE = ".stream-state.json"
+
+
+def _stream_counts(redis_client, stream_key: str) -> tuple[int, int] | None:
+    """(entries ever added, entries now) of the stream; None without Redis 7's counter."""
+    from redis.exceptions import ResponseError
+
+    try:
+        info = redis_client.xinfo_stream(stream_key)
+    except ResponseError:  # no stream yet
+        return None
+    info = {(k.decode() if isinstance(k, bytes) else k): v for k, v in info.items()}
+    if "entries-added" not in info:
+        return None
+    return int(info["entries-added"]), int(info["length"])
+
+
+def lost_since_last_export(redis_client, stream_key: str, events_dir: Path) -> int:
+    """Entries dropped by the stream cap since the last export, never exported.
+
+    The last export recorded the stream's counters right after its trim: entries ever
+    added (A1) and entries left (L1). Now (A2, L2): A2 - A1 entries were added since,
+    so L1 + A2 - A1 should be there; fewer means the cap dropped the difference. (A
+    retrain killed between its trim and this record over-counts once.)
+    """
+    counts = _stream_counts(redis_client, stream_key)
+    state = events_dir / STATE
+    if counts is None or not state.is_file():
+        return 0
+    try:
+        before = json.loads(state.read_text())
+        expected = int(before["length"]) + counts[0] - int(before["entries_added"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return max(0, expected - counts[1])
+
+
+def _record_counts(redis_client, stream_key: str, events_dir: Path) -> None:
+    counts = _stream_counts(redis_client, stream_key)
+    if counts is not None:
+        atomic_write(events_dir / STATE, json.dumps({"entries_added": counts[0], "length": counts[1]}))
 
 
 def last_exported_id(events_dir: Path) -> tuple[int, int] | None:
@@ -101,6 +150,10 @@ def export_events(redis_client, stream_key: str, events_dir: Path, batch: int = 
     """Move every entry of the stream into the event store (see the module doc)."""
     events_dir.mkdir(parents=True, exist_ok=True)
     after = last_exported_id(events_dir)
+    lost = lost_since_last_export(redis_client, stream_key, events_dir)
+    if lost:
+        log.error("%d events were dropped by the stream cap before they were exported "
+                  "(SINE_EVENT_STREAM_MAXLEN too small for the time since the last export)", lost)
     start = f"({format_id(after)}" if after else "-"
     files, total, last = [], 0, after
     while True:
@@ -125,16 +178,24 @@ def export_events(redis_client, stream_key: str, events_dir: Path, batch: int = 
         # everything up to `last` is on disk: drop it from the stream
         trimmed = int(redis_client.xtrim(stream_key, minid=format_id((last[0], last[1] + 1)),
                                          approximate=False))
+    _record_counts(redis_client, stream_key, events_dir)
     log.info("exported %d events in %d files; trimmed %d from the stream", total, len(files), trimmed)
-    return ExportResult(total, files, format_id(last) if last else None, trimmed)
+    return ExportResult(total, files, format_id(last) if last else None, trimmed, lost)
 
 
-def read_events(events_dir: Path) -> pd.DataFrame:
-    """Every stored event as a log frame (user_id, item_id, timestamp), possibly empty."""
+def read_events(events_dir: Path, base_times: pd.Series | None = None) -> pd.DataFrame:
+    """Every stored event as a log frame (user_id, item_id, timestamp), possibly empty.
+
+    Events carry Unix seconds (the service's clock, or the client's, in seconds). Given
+    the base log's timestamps, they are put on its scale (`seconds_scale`: a millisecond
+    log gets event times x 1000), so merged histories stay in time order.
+    """
     files = sorted(events_dir.glob("day=*/events-*.parquet")) if events_dir.is_dir() else []
     if not files:
         return pd.DataFrame({USER: pd.Series(dtype=str), ITEM: pd.Series(dtype=str),
                              TIME: pd.Series(dtype=float)})
     frames = [pq.read_table(f, columns=[USER, ITEM, TIME, "stream_id"]).to_pandas() for f in files]
     frame = pd.concat(frames, ignore_index=True)
+    if base_times is not None:
+        frame[TIME] = frame[TIME] * seconds_scale(base_times)
     return frame

@@ -40,6 +40,7 @@ import pandas as pd
 
 from deploy.events import export_events, read_events
 from deploy.gate import decide, evaluate_bundle
+from deploy.pruning import prune
 from sine import bundle_store
 from sine.atomic import atomic_write
 from sine.bundle import Bundle, read_bundle
@@ -109,7 +110,7 @@ def load_frame(settings: RetrainSettings) -> tuple[pd.DataFrame, int]:
     frames = []
     if settings.base_log is not None:
         frames.append(read_log(settings.base_log, settings.columns)[[USER, ITEM, TIME]])
-    events = read_events(settings.data_dir / "events")
+    events = read_events(settings.data_dir / "events", frames[0][TIME] if frames else None)
     frames.append(events[[USER, ITEM, TIME]])
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
@@ -160,6 +161,7 @@ def run_retrain(settings: RetrainSettings,
             report.update(status="failed", exit_code=FAILED, error=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(limit=8))
             log.error("retrain failed: %s (the live model is untouched)", exc)
+        report["pruned"] = {k: len(v) for k, v in prune(settings.data_dir, settings.store).items()}
         report["total_seconds"] = round(time.perf_counter() - started, 2)
         report["live_version_after"] = bundle_store.current_version_name(settings.store)
         path = settings.data_dir / "reports" / f"retrain-{stamp}.json"

@@ -1,14 +1,22 @@
 """`sine build-index`: add a measured faiss index to a bundle.
 
 1. Encode the bundle's sample queries (validation users) with its ONNX encoder: the
-   recall is measured on real query vectors, not on random ones.
+   recall is measured on real query vectors, not on random ones. They are split in two
+   (seeded): the search parameter is tuned on one half and every published figure is
+   measured on the other, held-out half.
 2. Build the index (`auto` picks the type by catalog size and says why), on the GPU when
    faiss can use one.
 3. Tune the search parameter (HNSW efSearch, IVF nprobe) up from a cheap value until
-   recall@50 against exact search reaches the target (default 0.99).
-4. Measure recall@10/50/100 and per-query latency (batch 1 and 64), and the latency of
-   exact search for comparison; refuse to publish below the recall floor (default 0.95)
-   unless forced.
+   recall against exact search reaches the target (default 0.99) at the depth the
+   service asks a default request for: k = top_n (50) + the clicked items it filters
+   out (the median of the sample queries), recorded as ``serving_k``.
+4. Measure on the held-out queries recall@10/50/100, recall at ``serving_k`` and at the
+   deepest k the service asks for with default limits (``deepest_k``: top_n 1,000 +
+   1,000 excluded ids + a 200-click history), and per-query latency at ``serving_k``
+   (batch 1 and 64) next to exact search's. With `auto`, an index that is not faster
+   than exact search at batch 1 and at batch 16 (the service's coalesced batches) is
+   not published: the exact index is (``auto_check`` says what was measured). Refuse
+   to publish below the recall floor (default 0.95) unless forced.
 5. Write the index and its measurements into the bundle, atomically (new version).
 """
 
@@ -30,6 +38,10 @@ from sine.errors import SineError
 
 log = logging.getLogger("sine.index")
 
+SERVING_TOP_N = 50  # the API's default top_n
+DEEPEST_K = 1000 + 1000 + 200  # SINE_MAX_TOP_N + SINE_MAX_CLICKS excluded ids + SINE_HISTORY_CAP
+HELD_OUT_SEED = 0
+
 SEARCH_LADDERS = {
     "hnsw": [("efSearch", (16, 32, 64, 128, 256, 512, 1024, 2048, 4096))],
     "ivf": [("nprobe", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096))],
@@ -42,12 +54,27 @@ SEARCH_LADDERS = {
 
 def query_vectors(bundle: Bundle, limit: int = 5000) -> np.ndarray:
     """User vectors of the bundle's sample queries, encoded through its ONNX encoder."""
+    return _queries(bundle, limit)[0]
+
+
+def _queries(bundle: Bundle, limit: int = 5000) -> tuple[np.ndarray, int]:
+    """(vectors, serving_k): the sample queries encoded, and the k a default request asks for."""
     clicks = bundle.sample_queries()
     clicks = clicks[has_clicks(clicks)][:limit] if len(clicks) else clicks
     if len(clicks) == 0:
         raise SineError(f"{bundle.path}: the bundle has no sample queries to measure recall with")
     encoder = OnnxEncoder(bundle.encoder_path, gpu="off")
-    return encoder.encode_many(clicks)
+    clicked = [len({int(i) for i in row if i > 0}) for row in clicks]
+    return encoder.encode_many(clicks), SERVING_TOP_N + int(np.median(clicked))
+
+
+def split_queries(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tuning half, held-out half), a seeded shuffle; one query is used for both."""
+    if len(queries) < 2:
+        return queries, queries
+    order = np.random.default_rng(HELD_OUT_SEED).permutation(len(queries))
+    half = len(queries) // 2
+    return queries[order[:half]], queries[order[half:]]
 
 
 def tune(index, spec: IndexSpec, queries: np.ndarray, exact_ids: np.ndarray, target: float,
@@ -76,14 +103,17 @@ def build_and_measure(
     kind: str = "auto",
     on_gpu: bool = False,
     target_recall: float = 0.99,
+    serving_k: int = SERVING_TOP_N,
 ) -> tuple[Any, dict[str, Any]]:
-    """Build an index over `vectors`, tune it on `queries`, measure it against exact search.
+    """Build an index over `vectors`, tune it on half the `queries`, measure it on the other.
 
-    Returns the index and its manifest section (type, parameters, recall, latencies). The
-    benchmark calls this directly on synthetic catalogs; `build_for_bundle` on a bundle.
+    Returns the index and its manifest section (type, parameters, held-out recall,
+    latencies). The benchmark calls this directly on synthetic catalogs;
+    `build_for_bundle` on a bundle.
     """
     faiss = indexes.faiss_module()
     num_items, dim = vectors.shape
+    asked = kind
     if kind == "auto":
         kind, reason = indexes.choose_type(num_items, on_gpu, dim)
         log.info("index type auto -> %s (%s)", kind, reason)
@@ -93,27 +123,52 @@ def build_and_measure(
         log.info("faiss has no GPU HNSW: building hnsw on the CPU")
         on_gpu = False
     spec = indexes.default_spec(kind, num_items, dim)
-    k_max = min(100, num_items)
+    serving_k = min(serving_k, num_items)
+    deepest_k = min(DEEPEST_K, num_items)
+    tuning, held_out = split_queries(np.ascontiguousarray(queries, dtype=np.float32))
     exact = indexes.exact_index(vectors, on_gpu)
-    _, exact_ids = exact.search(queries, k_max)
+    _, tuning_truth = exact.search(tuning, serving_k)
+    _, truth = exact.search(held_out, max(deepest_k, min(100, num_items)))
     start = time.perf_counter()
     index = indexes.build_index(spec, vectors, on_gpu)
     build_seconds = time.perf_counter() - start
     log.info("built %s index over %s items in %.1f s on %s", kind, f"{num_items:,}", build_seconds,
              "GPU" if on_gpu else "CPU")
-    spec, _ = tune(index, spec, queries, exact_ids, target_recall, min(50, k_max))
-    measured = recalls(index, queries, exact_ids)
+    spec, _ = tune(index, spec, tuning, tuning_truth, target_recall, serving_k)
+    # the service searches exactly beyond the deepest k that meets the floor (sine.search.trusted_depth)
+    cutoffs = tuple(sorted({*(k for k in (10, 50, 100, 200, 500, 1000) if k <= num_items), serving_k,
+                            deepest_k}))
+    measured = recalls(index, held_out, truth, cutoffs)
     # latency as the service runs it: one faiss thread per worker (SINE_FAISS_THREADS=1)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        speed = latency(index, queries, k=min(50, k_max))
-        exact_speed = latency(exact, queries, k=min(50, k_max))
+        speed = latency(index, held_out, k=serving_k)
+        exact_speed = latency(exact, held_out, k=serving_k)
+        auto_check = None
+        if asked == "auto" and kind != "flat":
+            index_16 = latency(index, held_out, k=serving_k, batch=16)["batch16_per_query_ms"]
+            exact_16 = latency(exact, held_out, k=serving_k, batch=16)["batch16_per_query_ms"]
+            faster = speed["batch1_p50_ms"] < exact_speed["batch1_p50_ms"] and index_16 < exact_16
+            auto_check = {"k": serving_k, "index_batch1_p50_ms": speed["batch1_p50_ms"],
+                          "exact_batch1_p50_ms": exact_speed["batch1_p50_ms"],
+                          "index_batch16_per_query_ms": index_16, "exact_batch16_per_query_ms": exact_16,
+                          "faster_than_exact": faster}
     finally:
         faiss.omp_set_num_threads(threads)
-    log.info("recall %s; %.3f ms per query (exact search: %.3f ms)",
-             ", ".join(f"{k} {v:.4f}" for k, v in measured.items()),
-             speed["batch1_p50_ms"], exact_speed["batch1_p50_ms"])
+    if auto_check is not None and not auto_check["faster_than_exact"]:
+        reason = (f"auto chose {kind} ({reason}), but at k={serving_k} it took "
+                  f"{auto_check['index_batch1_p50_ms']:.3f} ms per query at batch 1 and "
+                  f"{auto_check['index_batch16_per_query_ms']:.3f} ms at batch 16, exact search "
+                  f"{auto_check['exact_batch1_p50_ms']:.3f} and {auto_check['exact_batch16_per_query_ms']:.3f} "
+                  "ms: exact search is published instead")
+        log.info("index type auto -> flat: %s", reason)
+        kind, spec, index, speed = "flat", IndexSpec("flat"), exact, exact_speed
+        measured = recalls(exact, held_out, truth, cutoffs)
+        build_seconds = 0.0
+    log.info("held-out recall %s; %.3f ms per query at k=%d (exact search: %.3f ms)",
+             ", ".join(f"{k} {v:.4f}" for k, v in measured.items()), speed["batch1_p50_ms"], serving_k,
+             exact_speed["batch1_p50_ms"])
     section: dict[str, Any] = {
         **spec.to_dict(),
         "metric": "inner_product",
@@ -124,11 +179,19 @@ def build_and_measure(
         "recall": measured,
         "target_recall": target_recall,
         "queries": len(queries),
+        "queries_tuned": len(tuning),
+        "queries_measured": len(held_out),
+        "held_out": len(queries) >= 2,
+        "serving_k": serving_k,
+        "deepest_k": deepest_k,
+        "latency_k": serving_k,
         "latency": speed,
         "exact_latency": exact_speed,
         "latency_threads": 1,
         "faiss_version": faiss.__version__,
     }
+    if auto_check is not None:
+        section["auto_check"] = auto_check
     return index, section
 
 
@@ -146,12 +209,15 @@ def build_for_bundle(
     if threads:
         indexes.faiss_module().omp_set_num_threads(threads)
     bundle = read_bundle(bundle_path)
-    index, section = build_and_measure(np.asarray(bundle.item_embeddings), query_vectors(bundle), kind,
-                                       indexes.use_gpu(gpu), target_recall)
-    recall50 = section["recall"].get("recall@50", min(section["recall"].values()))
+    queries, serving_k = _queries(bundle)
+    index, section = build_and_measure(np.asarray(bundle.item_embeddings), queries, kind,
+                                       indexes.use_gpu(gpu), target_recall, serving_k)
+    # the floor applies to recall@50 and to the depth a default request is served at
+    recall50 = min(section["recall"].get(k, 1.0) for k in ("recall@50", f"recall@{section['serving_k']}"))
     if recall50 < recall_floor and not force:
         raise SineError(
-            f"index recall@50 is {recall50:.4f}, below the floor {recall_floor}; not publishing "
+            f"index recall (held out, @50 and @{section['serving_k']}) is {recall50:.4f}, below the floor"
+            f" {recall_floor}; not publishing "
             "(use --type flat for exact search, or --force to publish anyway)"
         )
     data = indexes.serialize(index)

@@ -1,4 +1,5 @@
-"""faiss indexes over the item table: which one, how it is built, searched and loaded.
+"""faiss indexes over the item table: which one and how it is built (searching and
+loading, which the service needs without the builder, live in `sine.search`).
 
 Every index scores by inner product, the score the model was trained with (eq. 9), so
 the scores returned to users are the model's own. Types:
@@ -20,35 +21,28 @@ support and a GPU is visible, flat / ivf / ivfpq are built and searched on the G
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from sine.errors import SineError
+from sine.search import (  # noqa: F401 - the runtime half, re-exported for the builder's callers
+    TYPES,
+    IndexSpec,
+    faiss_module,
+    gpu_count,
+    ivf_part,
+    load_index,
+    set_search_params,
+    to_cpu,
+    to_gpu,
+)
 
-TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 # an exact scan of a table up to ~4 MB is as fast as HNSW at one thread (bench/index_bench.py:
 # 12k x 64 exact 0.20-0.28 ms vs HNSW 0.23 ms; 23.7k x 64 exact 0.73 ms vs HNSW 0.17 ms)
 FLAT_MAX_FLOATS = 1_000_000
 HNSW_MAX_ITEMS = 200_000
 IVF_MAX_ITEMS = 5_000_000
 GPU_FLAT_MAX_ITEMS = 100_000
-
-
-def faiss_module():
-    try:
-        import faiss
-    except ImportError:  # pragma: no cover - faiss is a dependency of the index extra
-        raise SineError("faiss is not installed: pip install faiss-cpu (or faiss-gpu)") from None
-    return faiss
-
-
-def gpu_count() -> int:
-    faiss = faiss_module()
-    if not hasattr(faiss, "StandardGpuResources"):
-        return 0
-    return int(faiss.get_num_gpus())
 
 
 def use_gpu(mode: str) -> bool:
@@ -80,24 +74,6 @@ def choose_type(num_items: int, gpu: bool, dim: int = 128) -> tuple[str, str]:
         return "ivf", (f"{HNSW_MAX_ITEMS:,} < {num_items:,} items <= {IVF_MAX_ITEMS:,}: IVF builds much "
                        "faster than HNSW at this size, at tunable recall")
     return "ivfpq", f"{num_items:,} items > {IVF_MAX_ITEMS:,}: IVF-PQ keeps the index in memory"
-
-
-@dataclass
-class IndexSpec:
-    """An index type with its build and search parameters (as recorded in the manifest)."""
-
-    type: str
-    build: dict[str, Any] = field(default_factory=dict)
-    search: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "build": dict(self.build), "search": dict(self.search)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> IndexSpec:
-        if values.get("type") not in TYPES:
-            raise SineError(f"unknown index type {values.get('type')!r}")
-        return cls(values["type"], dict(values.get("build", {})), dict(values.get("search", {})))
 
 
 def default_spec(kind: str, num_items: int, dim: int) -> IndexSpec:
@@ -142,7 +118,7 @@ def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: i
     if gpu:
         index = to_gpu(index)
     if not index.is_trained:
-        ivf = _ivf_part(index)
+        ivf = ivf_part(index)
         if ivf is not None:
             ivf.cp.seed = seed
         index.train(vectors)
@@ -151,66 +127,9 @@ def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: i
     return index
 
 
-def _ivf_part(index):
-    faiss = faiss_module()
-    for candidate in (index, getattr(index, "base_index", None)):
-        if candidate is None:
-            continue
-        try:
-            return faiss.extract_index_ivf(candidate)
-        except RuntimeError:
-            continue
-    return None
-
-
-def set_search_params(index, spec: IndexSpec) -> None:
-    """Apply efSearch / nprobe / k_factor (they are not all persisted by faiss)."""
-    faiss = faiss_module()
-    if spec.type == "hnsw":
-        faiss.downcast_index(index).hnsw.efSearch = int(spec.search["efSearch"])
-    elif spec.type in ("ivf", "ivfpq"):
-        ivf = _ivf_part(index)
-        if ivf is not None:
-            ivf.nprobe = int(spec.search["nprobe"])
-        if spec.type == "ivfpq" and hasattr(index, "k_factor"):
-            faiss.downcast_index(index).k_factor = float(spec.search.get("k_factor", 4))
-        if hasattr(index, "setNumProbes"):  # GPU IVF
-            index.setNumProbes(int(spec.search["nprobe"]))
-
-
-_GPU_RESOURCES = None
-
-
-def to_gpu(index):
-    """Move an index to GPU 0 (flat and IVF types); the caller checked `use_gpu`."""
-    global _GPU_RESOURCES
-    faiss = faiss_module()
-    if _GPU_RESOURCES is None:
-        _GPU_RESOURCES = faiss.StandardGpuResources()
-    return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
-
-
-def to_cpu(index):
-    faiss = faiss_module()
-    return faiss.index_gpu_to_cpu(index) if hasattr(index, "getDevice") else index
-
-
 def serialize(index) -> bytes:
     faiss = faiss_module()
     return faiss.serialize_index(to_cpu(index)).tobytes()
-
-
-def load_index(data: bytes, spec: IndexSpec, gpu: bool = False):
-    """Deserialize an index written by `serialize`, set its search parameters, optionally on GPU."""
-    faiss = faiss_module()
-    try:
-        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-    except RuntimeError as exc:
-        raise SineError(f"cannot read the faiss index: {str(exc).splitlines()[0]}") from None
-    if gpu and spec.type != "hnsw":
-        index = to_gpu(index)
-    set_search_params(index, spec)
-    return index
 
 
 def exact_index(vectors: np.ndarray, gpu: bool = False):

@@ -16,12 +16,13 @@ from starlette.exceptions import HTTPException
 
 from service import heap
 from service.api.routes import admin, events, ops, recommend
-from service.batching import Coalescer
+from service.batching import Coalescer, Overloaded
 from service.core import logging as service_logging
+from service.core import matching
 from service.core.config import Settings, get_settings
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
-from service.middleware import RequestMiddleware
+from service.middleware import REFUSED, RequestMiddleware
 from service.recommender import LoadedModel
 from service.store import MemoryStore, RedisStore
 from sine import __version__
@@ -36,6 +37,10 @@ encoder and a faiss index. Click events recorded here feed the nightly retrain.
 """
 
 
+def memory_store(settings: Settings) -> MemoryStore:
+    return MemoryStore(settings.history_cap, settings.memory_users, settings.memory_events)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     service_logging.configure(settings.log_level)
@@ -46,10 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         holder = app.state.holder
         if settings.redis_url is not None:
             store = RedisStore(settings.redis_url.get_secret_value(), settings.redis_prefix,
-                               settings.history_cap, settings.redis_timeout_seconds)
+                               settings.history_cap, settings.redis_timeout_seconds,
+                               settings.event_stream_maxlen)
             holder.redis = store.client
         else:
-            store = MemoryStore(settings.history_cap)
+            store = memory_store(settings)
         app.state.store = store
         try:
             await holder.follow_pointer()
@@ -73,9 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.holder = ModelHolder(settings)
-    app.state.store = MemoryStore(settings.history_cap)
-    app.state.coalescer = Coalescer(functools.partial(recommend.answer_coalesced, metrics=metrics),
-                                    settings.max_coalesced, in_thread=settings.batch_in_thread)
+    app.state.store = memory_store(settings)
+    app.state.coalescer = Coalescer(functools.partial(matching.answer_grouped, metrics=metrics),
+                                    settings.max_coalesced, in_thread=settings.batch_in_thread,
+                                    max_waiting=settings.max_waiting)
 
     def on_swap(model: LoadedModel) -> None:
         metrics.catalog.set(model.num_items)
@@ -105,6 +112,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              "type": str(error.get("type"))})
         summary = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems[:5])
         return JSONResponse({"error": f"invalid request: {summary}", "detail": problems}, status_code=422)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        metrics.rejected.labels("overloaded").inc()
+        request.scope[REFUSED] = True  # the access middleware neither logs it nor counts an error
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)  # starlette's: also the router's 404 / 405
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

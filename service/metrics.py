@@ -18,6 +18,15 @@ class ServiceMetrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.errors = Counter("sine_errors_total", "Requests answered with a 5xx status", ["endpoint"],
                               registry=self.registry)
+        self.disconnects = Counter("sine_client_disconnects_total", "Requests whose client went away "
+                                   "before they were read (status 499, not an error)", ["endpoint"],
+                                   registry=self.registry)
+        self.rejected = Counter("sine_rejected_total", "Requests refused with 503 before any work "
+                                "(overloaded: SINE_MAX_WAITING requests were already waiting)", ["reason"],
+                                registry=self.registry)
+        self.stream_entries = Gauge("sine_event_stream_entries", "Entries in the event stream after the "
+                                    "last write (alert well below SINE_EVENT_STREAM_MAXLEN)",
+                                    registry=self.registry)
         self.fallbacks = Counter("sine_fallback_total", "Users answered with popular items",
                                  registry=self.registry)
         self.events = Counter("sine_events_stored_total", "Click events stored", registry=self.registry)

@@ -1,5 +1,12 @@
 """One pure-ASGI middleware for every request: id, body limit, metrics and log line.
 
+A client that goes away before its request is read is not a server error: it is
+counted with the status 499 (nginx's "client closed request") and in
+``sine_client_disconnects_total``, logged at debug level, and never reaches
+``sine_errors_total`` (which pages someone). Nor does a request refused by admission
+control (503, counted in ``sine_rejected_total``): under overload a warning per refusal
+would flood the log exactly when the process has no time to spare.
+
 (Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs tens of microseconds
 per request: this service's whole budget is a few hundred.)
 """
@@ -16,6 +23,9 @@ from service.core.logging import request_id
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("sine.service.access")
+
+CLIENT_CLOSED = 499
+REFUSED = "sine.refused"  # scope key: the request was refused by admission control (503)
 
 
 class RequestMiddleware:
@@ -61,7 +71,8 @@ class RequestMiddleware:
             while more:
                 message = await receive()
                 if message["type"] != "http.request":
-                    return  # client went away
+                    status = CLIENT_CLOSED  # the client went away: nothing to answer
+                    return
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > limit:
@@ -91,14 +102,17 @@ class RequestMiddleware:
             endpoint = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(elapsed)
-            if status >= 500:
+            refused = scope.get(REFUSED, False)
+            if status == CLIENT_CLOSED:
+                self.metrics.disconnects.labels(endpoint).inc()
+            elif status >= 500 and not refused:
                 self.metrics.errors.labels(endpoint).inc()
             if status >= 400 or log.isEnabledFor(logging.DEBUG):
-                level = logging.WARNING if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG
+                level = (logging.DEBUG if status == CLIENT_CLOSED or refused else logging.WARNING
+                         if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG)
                 log.log(level, "request", extra={"method": scope["method"], "path": scope["path"],
                                           "status": status, "duration_ms": round(elapsed * 1e3, 3)})
             request_id.reset(token)
-
 
 
 def _is_json(content_type: bytes) -> bool:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from index_builder import indexes
-from index_builder.indexes import IndexSpec
+from sine import search
 from sine.bundle import Bundle, read_bundle
 from sine.encoder import OnnxEncoder, prepare_clicks
 from sine.errors import BundleError
+from sine.search import IndexSpec, ItemSearch
 
 log = logging.getLogger("sine.service")
 
@@ -62,23 +62,28 @@ class LoadedModel:
         if self.encoder.dim != bundle.dim:
             raise BundleError(f"{bundle.path}: the encoder outputs D={self.encoder.dim}, the item "
                               f"table has D={bundle.dim}")
-        faiss = indexes.faiss_module()
+        faiss = search.faiss_module()
         if faiss_threads:
             faiss.omp_set_num_threads(faiss_threads)
-        on_gpu = gpu != "off" and indexes.gpu_count() > 0
+        on_gpu = gpu != "off" and search.gpu_count() > 0
         section = bundle.manifest.get("index")
+        items = np.ascontiguousarray(bundle.item_embeddings, dtype=np.float32)
         if bundle.index_path is not None and section:
             self.index_spec = IndexSpec.from_dict(section)
-            self.index = indexes.load_index(bundle.index_path.read_bytes(), self.index_spec,
-                                            gpu=on_gpu)
-            if self.index.ntotal != bundle.num_items or self.index.d != bundle.dim:
-                raise BundleError(f"{bundle.path}: the index holds {self.index.ntotal} x {self.index.d} "
+            index = search.load_index(bundle.index_path.read_bytes(), self.index_spec, gpu=on_gpu)
+            if index.ntotal != bundle.num_items or index.d != bundle.dim:
+                raise BundleError(f"{bundle.path}: the index holds {index.ntotal} x {index.d} "
                                   f"vectors, the item table {bundle.num_items} x {bundle.dim}")
         else:
             log.warning("%s has no index: searching exactly (run `sine build-index` for a measured "
                         "index)", bundle.path)
             self.index_spec = IndexSpec("flat")
-            self.index = indexes.exact_index(np.asarray(bundle.item_embeddings), on_gpu)
+            index = search.exact_index(items, on_gpu)
+        # GPU searches serialized; deeper than measured or rows left short: exact (sine.search)
+        self.index = ItemSearch(index, items, exact_beyond=search.trusted_depth(section))
+        if self.index.exact_beyond is not None:
+            log.info("searches deeper than k=%d are exact (index recall below the floor beyond it)",
+                     self.index.exact_beyond)
         self.index_on = "gpu" if on_gpu and self.index_spec.type != "hnsw" else "cpu"
         self._smoke_test()
         log.info("loaded bundle %s (%s items, %s index on %s, encoder on %s) in %.2f s", self.version,
@@ -98,7 +103,7 @@ class LoadedModel:
             queries = np.array([[1]], dtype=np.int64)
         try:
             vectors = self.encoder.encode(queries)
-            _, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 5)
+            _, rows = self.index.search_index(vectors, 5)
         except Exception as exc:  # onnxruntime / faiss errors
             raise BundleError(f"{self.bundle.path}: smoke test failed: {exc}") from None
         if not np.isfinite(vectors).all() or (rows < 0).all():
@@ -134,7 +139,7 @@ class LoadedModel:
             vectors = self.encoder.encode(prepare_clicks(sequences, self.max_len))
             wanted = max(prepared[i][3] + len(prepared[i][2]) for i in with_clicks)
             k = min(wanted, self.num_items)
-            scores, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+            scores, rows = self.index.search(vectors, k)
             # plain Python lists: indexing numpy scalars one by one costs more than the search
             all_rows, all_scores, names = rows.tolist(), scores.tolist(), self.item_list
             for j, i in enumerate(with_clicks):

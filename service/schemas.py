@@ -21,7 +21,9 @@ class _Body(BaseModel):
 
 class RecommendRequest(_Body):
     clicks: list[ItemId] = Field(default_factory=list, description="Raw item ids, oldest first.")
-    user_id: ItemId | None = Field(None, description="Prepend this user's stored history.")
+    user_id: ItemId | None = Field(
+        None, description="Prepend this user's stored history; clicks the history already ends "
+        "with (a client that also posts /events) are counted once.")
     top_n: int = Field(50, ge=1, description="How many items to return (1..max_top_n, 1000 by default).")
     exclude: list[ItemId] = Field(default_factory=list, description="Items never to return.")
     exclude_clicked: bool = Field(True, description="Never return items the user clicked.")
@@ -65,8 +67,9 @@ class BatchResponse(BaseModel):
 class Event(_Body):
     user_id: ItemId
     item_id: ItemId
-    timestamp: float | None = Field(None, description="Unix seconds; default: the time received.",
-                                    allow_inf_nan=False)
+    timestamp: float | None = Field(None, ge=0, lt=1e11, allow_inf_nan=False,
+                                    description="Unix seconds (not milliseconds: the retrain puts "
+                                    "events on the base log's scale); default: the time received.")
 
     model_config = ConfigDict(
         extra="forbid", coerce_numbers_to_str=True,

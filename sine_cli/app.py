@@ -312,7 +312,8 @@ def serve(
                             "store that the retrain publishes into)")
         # a store with nothing published yet is fine: /readyz says so until the first publish
     uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False, timeout_graceful_shutdown=30)
+                log_config=None, access_log=False, timeout_graceful_shutdown=30,
+                limit_concurrency=settings.limit_concurrency)
 
 
 # ------------------------------------------------------------ retrain / rollback

@@ -56,3 +56,42 @@ def test_a_failing_batch_fails_its_requests_and_the_next_batch_works():
     first, second = asyncio.run(main())
     assert all(isinstance(r, ValueError) for r in first)
     assert second == 10
+
+
+def test_a_closed_coalescer_works_again_when_its_app_restarts():
+    # an app's lifespan may run more than once (test clients): close() must not leave it dead
+    async def main(coalescer):
+        return await coalescer.run([1, 2]), await coalescer.submit(3)
+
+    coalescer = Coalescer(doubled, max_batch=4)
+    assert asyncio.run(main(coalescer)) == ([2, 4], 6)
+    coalescer.close()
+    assert asyncio.run(main(coalescer)) == ([2, 4], 6)
+    coalescer.close()
+
+
+def test_a_full_queue_is_computed_without_waiting_for_quiet_loop_turns():
+    # under a flood every loop turn is long: a queue at its admission limit cannot grow,
+    # so the drain must not wait `settle_turns` more turns before computing it
+    turns = [0]
+    seen_at = []
+
+    def compute(items):
+        seen_at.append(turns[0])
+        return doubled(items)
+
+    async def ticker():
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    async def main():
+        tick = asyncio.get_running_loop().create_task(ticker())
+        coalescer = Coalescer(compute, max_batch=64, in_thread=False, settle_turns=1000, max_waiting=4)
+        try:
+            return await asyncio.gather(*(coalescer.submit(i) for i in range(4)))
+        finally:
+            tick.cancel()
+
+    assert asyncio.run(main()) == [0, 2, 4, 6]
+    assert seen_at[0] < 10, f"computed after {seen_at[0]} loop turns"

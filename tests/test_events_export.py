@@ -85,3 +85,16 @@ def test_last_exported_id_comes_from_the_file_names(tmp_path, client):
     post(client, 3)
     result = export_events(client, STREAM, tmp_path)
     assert last_exported_id(tmp_path) == tuple(int(x) for x in result.last_id.split("-"))
+
+
+def test_entries_dropped_by_the_stream_cap_before_export_are_reported(client, tmp_path):
+    post(client, 50)
+    first = export_events(client, STREAM, tmp_path)
+    assert first.lost == 0  # the export's own trim is not a loss
+    for k in range(50, 300):  # the service's XADD MAXLEN, here exact, drops unexported entries
+        client.xadd(STREAM, {"user_id": "u", "item_id": f"i{k}", "timestamp": str(1000.0 + k)},
+                    maxlen=100, approximate=False)
+    second = export_events(client, STREAM, tmp_path)
+    assert second.events == 100 and second.lost == 150
+    post(client, 10, start=300)
+    assert export_events(client, STREAM, tmp_path).lost == 0

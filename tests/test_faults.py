@@ -187,7 +187,9 @@ def test_retrain_killed_at_every_step_leaves_the_live_model_and_the_next_run_com
 
 
 def test_sigterm_under_load_finishes_in_flight_requests(hnsw_bundle):
-    service = ServiceProcess({"SINE_BUNDLE": str(hnsw_bundle)})
+    # six clients with 200-request batches overload the default admission limit on purpose
+    # (refused with 503, tested in test_bounded_work.py); here every request must be admitted
+    service = ServiceProcess({"SINE_BUNDLE": str(hnsw_bundle), "SINE_MAX_WAITING": "100000"})
     service.start()
     clicks = some_clicks(hnsw_bundle)
     body = {"requests": [{"clicks": clicks, "top_n": 500}] * 200}

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     max_top_n: int = Field(1000, ge=1, le=100_000, description="Largest top_n a request may ask for.")
     max_batch: int = Field(256, ge=1, le=100_000, description="Most requests in one /recommend/batch call.")
     max_events: int = Field(1000, ge=1, le=1_000_000, description="Most events in one /events call.")
+    event_stream_maxlen: int = Field(
+        10_000_000, ge=1000, description="Approximate cap on the Redis event stream (XADD MAXLEN ~); "
+        "events beyond it are dropped oldest first, exported or not: keep it well above a day of "
+        "clicks and alert on sine_event_stream_entries.")
+    memory_users: int = Field(100_000, ge=1, description="Without Redis: most user histories kept in "
+                              "the process (least recently written dropped first).")
+    memory_events: int = Field(100_000, ge=1, description="Without Redis: most click events kept in "
+                               "the process (oldest dropped first).")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted.")
     onnx_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads (0: all cores).")
     faiss_threads: int = Field(1, ge=0, description="faiss OpenMP threads (0: all cores).")
@@ -44,6 +52,12 @@ class Settings(BaseSettings):
     batching: bool = Field(
         True, description="Encode and search concurrent /recommend requests as one batch.")
     max_coalesced: int = Field(64, ge=1, description="Most requests coalesced into one batch.")
+    max_waiting: int = Field(
+        256, ge=1, description="Most requests waiting for the encoder and index; more are refused "
+        "with 503 and Retry-After (counted in sine_rejected_total).")
+    limit_concurrency: int = Field(
+        1024, ge=1, description="`sine serve`: most connections and requests in flight per worker "
+        "(uvicorn --limit-concurrency); more are answered 503 by uvicorn.")
     batch_in_thread: bool = Field(
         True, description="Compute coalesced batches in a worker thread (the event loop keeps "
         "parsing requests meanwhile); false: on the event loop.")

@@ -172,6 +172,24 @@ def _unix_seconds(dates: pd.Series) -> pd.Series:
     return ((dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64")
 
 
+def seconds_scale(times: pd.Series) -> float:
+    """How many of a log's time units make one second: 1, 1e3 (ms), 1e6 (us) or 1e9 (ns).
+
+    Detected from the magnitude of the median timestamp: Unix seconds of the years 1973
+    to 5138 lie in [1e8, 1e11), milliseconds in [1e11, 1e14), and so on. Anything below
+    (positions, small counters) is taken as seconds. Used to put events recorded by the
+    service (Unix seconds) on the base log's scale, so that a millisecond log does not
+    sort every new event before the old clicks.
+    """
+    if len(times) == 0:
+        return 1.0
+    median = float(np.median(np.asarray(times, dtype="float64")))
+    for scale, floor in ((1e9, 1e17), (1e6, 1e14), (1e3, 1e11)):
+        if median >= floor:
+            return scale
+    return 1.0
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """A content hash of the clicks (user, item, timestamp), independent of file format.
 

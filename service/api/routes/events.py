@@ -35,5 +35,8 @@ async def record_events(
     except StoreUnavailable:
         raise HTTPException(503, "the event store (Redis) is unavailable; nothing was stored, "
                                  "retry later") from None
-    request.app.state.metrics.events.inc(len(ids))
+    metrics = request.app.state.metrics
+    metrics.events.inc(len(ids))
+    if request.app.state.store.stream_length is not None:
+        metrics.stream_entries.set(request.app.state.store.stream_length)
     return Response(orjson.dumps({"stored": len(ids), "ids": ids}), media_type="application/json")

@@ -1,4 +1,4 @@
-"""POST /recommend and POST /recommend/batch."""
+"""POST /recommend and POST /recommend/batch: parse, call `service.core.matching`, serialise."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from service.api.deps import get_settings, live_model
+from service.core import matching
 from service.core.config import Settings
-from service.metrics import ServiceMetrics
-from service.recommender import Answer, LoadedModel, Query
+from service.recommender import Answer, LoadedModel
 from service.schemas import BatchRequest, BatchResponse, RecommendRequest, RecommendResponse
-from service.store import StoreUnavailable
 
 router = APIRouter(tags=["recommend"])
 
@@ -56,19 +55,6 @@ def check_limits(body: RecommendRequest, settings: Settings, where: str = "") ->
                                  f"{settings.max_clicks} (SINE_MAX_CLICKS)")
 
 
-async def to_query(request: Request, body: RecommendRequest) -> tuple[Query, str]:
-    """Merge the stored history (if a user_id is given and the store answers)."""
-    clicks, history = body.clicks, "none"
-    if body.user_id is not None:
-        try:
-            stored = await request.app.state.store.history(body.user_id)
-            history = "merged" if stored else "empty"
-            clicks = stored + clicks
-        except StoreUnavailable:
-            history = "unavailable"
-    return Query(clicks, body.top_n, body.exclude, body.exclude_clicked), history
-
-
 def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
     return {
         "items": [{"item_id": i, "score": s} for i, s in zip(answer.item_ids, answer.scores, strict=True)],
@@ -79,34 +65,6 @@ def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
     }
 
 
-async def compute(request: Request, model: LoadedModel, queries: list[Query]) -> list[Answer]:
-    state = request.app.state
-    if state.settings.batching and len(queries) == 1:
-        answers = [await state.coalescer.submit((model, queries[0]))]
-    else:
-        state.metrics.batch_size.observe(len(queries))
-        answers = model.recommend(queries)
-    fallbacks = sum(a.fallback for a in answers)
-    if fallbacks:
-        state.metrics.fallbacks.inc(fallbacks)
-    return answers
-
-
-def answer_coalesced(items: list[tuple[LoadedModel, Query]], metrics: ServiceMetrics) -> list[Answer]:
-    """Compute a coalesced batch; during a swap it may span two versions, each gets its own."""
-    metrics.batch_size.observe(len(items))
-    answers: list[Answer | None] = [None] * len(items)
-    groups: dict[int, list[int]] = {}
-    for position, (model, _) in enumerate(items):
-        groups.setdefault(id(model), []).append(position)
-    for positions in groups.values():
-        model = items[positions[0]][0]
-        for position, answer in zip(positions, model.recommend([items[p][1] for p in positions]),
-                                    strict=True):
-            answers[position] = answer
-    return answers  # type: ignore[return-value]
-
-
 @router.post("/recommend", response_model=RecommendResponse,
              summary="Top-N items for a click sequence (and/or a user's stored history)",
              openapi_extra=documented_body(RecommendRequest))
@@ -114,8 +72,9 @@ async def recommend(request: Request) -> Response:
     body = await parse_body(request, RecommendRequest)
     model, settings = live_model(request), request.app.state.settings
     check_limits(body, settings)
-    query, history = await to_query(request, body)
-    (answer,) = await compute(request, model, [query])
+    state = request.app.state
+    ((query, history),) = await matching.queries_for(state.store, [body])
+    (answer,) = await matching.answer(state.coalescer, model, [query], settings.batching, state.metrics)
     return Response(orjson.dumps(answer_json(answer, model, history)), media_type=JSON)
 
 
@@ -132,8 +91,10 @@ async def recommend_batch(
                                  f"{settings.max_batch} (SINE_MAX_BATCH)")
     for position, item in enumerate(body.requests):
         check_limits(item, settings, where=f"requests[{position}]: ")
-    prepared = [await to_query(request, item) for item in body.requests]
-    answers = await compute(request, model, [q for q, _ in prepared])
+    state = request.app.state
+    prepared = await matching.queries_for(state.store, body.requests)
+    answers = await matching.answer(state.coalescer, model, [q for q, _ in prepared], settings.batching,
+                                    state.metrics)
     results = [answer_json(a, model, h) for a, (_, h) in zip(answers, prepared, strict=True)]
     return Response(orjson.dumps({"results": results}), media_type=JSON)
 
