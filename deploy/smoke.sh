@@ -13,7 +13,8 @@
 #    the events recorded before it are in the event store, exactly once;
 # 5. events after it; then the stack is taken down (volumes kept) and up again: histories
 #    and events are still in Redis (append-only volume), the live version is unchanged;
-# 6. the admin API refuses without the configured token and accepts it;
+# 6. the admin API refuses without the configured token and accepts it; a placeholder
+#    token and a missing log are refused at `up`, with messages that say why;
 # 7. `down -v`.
 #
 # Settings: SINE_SMOKE_PORT (default 18000), SINE_SMOKE_PROJECT (sine-smoke),
@@ -73,6 +74,13 @@ recommend_ok() { [ "$(post /recommend '{"clicks": ["i1", "i2", "i3"], "top_n": 1
 
 stack compose down -v --remove-orphans >/dev/null 2>&1 || true
 
+step "a configured log that is missing is refused before anything starts"
+if SINE_LOG_DIR=/nonexistent-dir SINE_LOG_FILE=clicks.csv.gz stack up >"$WORK/nolog.log" 2>&1; then
+  fail "up with a missing log did not fail"
+fi
+grep -q "no such file: /nonexistent-dir/clicks.csv.gz" "$WORK/nolog.log" || { cat "$WORK/nolog.log"; fail "no message naming the missing log"; }
+[ -z "$(stack compose ps -q)" ] || fail "up with a missing log started containers"
+
 step "build"
 t=$SECONDS; stack build >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "build"; }
 build_seconds=$((SECONDS - t))
@@ -130,7 +138,14 @@ history_before=$(redis_cli LLEN sine:history:smoke-u1)
 [ "$stream_before" = "$acked" ] || fail "the stream holds $stream_before events, $acked were acknowledged"
 [ "$history_before" = 18 ] || fail "smoke-u1 has $history_before clicks, not 18"
 
-step "down (volumes kept) and up again"
+step "down (volumes kept); up with a placeholder admin token is refused at once; up again"
+stack compose down >/dev/null 2>&1
+t=$SECONDS
+if SINE_ADMIN_TOKEN=change-me stack up >"$WORK/placeholder.log" 2>&1; then
+  fail "up with a placeholder admin token did not fail"
+fi
+grep -q "placeholder" "$WORK/placeholder.log" || { tail -20 "$WORK/placeholder.log"; fail "the refusal does not say why"; }
+[ $((SECONDS - t)) -lt 300 ] || fail "the refusal took $((SECONDS - t)) s to report"
 stack compose down >/dev/null 2>&1
 stack up >"$WORK/up2.log" 2>&1 || { tail -30 "$WORK/up2.log"; fail "second up"; }
 wait_for 120 recommend_ok || fail "no 200 from /recommend after the restart"
@@ -152,7 +167,7 @@ python3 - "$REPORT" <<EOF
 import json, sys
 report = {
     "compose": "$(bash deploy/stack.sh compose version --short 2>/dev/null | head -1)",
-    "base_image": "$(grep SINE_BASE_IMAGE deploy/.stack.env 2>/dev/null | cut -d= -f2)",
+    "base_image": "$(grep SINE_BASE_IMAGE "deploy/.stack.$COMPOSE_PROJECT_NAME.env" 2>/dev/null | cut -d= -f2)",
     "build_seconds": $build_seconds, "api_image_mb": $api_mb, "trainer_image_mb": $trainer_mb,
     "up_to_first_recommend_seconds": $up_seconds, "nightly_retrain_seconds": $retrain_seconds,
     "versions": ["$v1", "$v2"],
