@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from service.core.config import Settings
 from service.main import create_app
 from sine import bundle_store
 from sine.bundle import add_to_bundle, read_bundle, write_bundle
+from tests.load import steady_load
 
 AUTH = {"authorization": "Bearer tok"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,41 +298,18 @@ def test_watcher_admin_reload_and_a_retrain_publish_swap_different_models_with_n
     version = {name: read_bundle(store / name).version for name in ("v1", "v2", "v3")}
     assert read_bundle(store / "v1").dim != read_bundle(store / "v2").dim  # really different models
     clicks = read_bundle(flat_bundle).items[:6]
-    failures: list[object] = []
-    seen: set[str] = set()
-    stop = threading.Event()
-    with client_for(store, redis_url=redis_url, reload_poll_seconds=0.2) as c:
-        def hammer() -> None:
-            while not stop.is_set():
-                try:
-                    r = c.post("/recommend", json={"clicks": clicks, "top_n": 10})
-                except Exception as exc:  # a transport error is a failure too
-                    failures.append(repr(exc))
-                    continue
-                if r.status_code != 200 or len(r.json()["items"]) != 10:
-                    failures.append(r.status_code)
-                else:
-                    seen.add(r.json()["model_version"])
-
-        threads = [threading.Thread(target=hammer) for _ in range(3)]
-        for t in threads:
-            t.start()
-        try:
-            time.sleep(0.3)
-            bundle_store.publish_everywhere(store, store / "v2", redis_url=redis_url)  # the retrain
-            wait_for(lambda: served(c, clicks) == version["v2"], message="publish not followed")
-            assert c.post("/admin/reload", json={"bundle": str(store / "v3")}, headers=AUTH).status_code == 200
-            assert served(c, clicks) == version["v3"]
-            time.sleep(0.6)  # the watcher must not undo it
-            assert served(c, clicks) == version["v3"]
-            redis.Redis.from_url(redis_url).delete(bundle_store.redis_key("sine:"))
-            bundle_store.publish(store, store / "v1")  # the file pointer alone: the watcher's poll
-            wait_for(lambda: served(c, clicks) == version["v1"], message="the watcher did not follow")
-            assert c.post("/admin/rollback", headers=AUTH).json()["model_version"] == version["v3"]
-            time.sleep(0.3)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
-    assert failures == []
-    assert seen == set(version.values())
+    with client_for(store, redis_url=redis_url, reload_poll_seconds=0.2) as c, steady_load(c, clicks) as load:
+        time.sleep(0.3)
+        bundle_store.publish_everywhere(store, store / "v2", redis_url=redis_url)  # the retrain
+        wait_for(lambda: served(c, clicks) == version["v2"], message="publish not followed")
+        assert c.post("/admin/reload", json={"bundle": str(store / "v3")}, headers=AUTH).status_code == 200
+        assert served(c, clicks) == version["v3"]
+        time.sleep(0.6)  # the watcher must not undo it
+        assert served(c, clicks) == version["v3"]
+        redis.Redis.from_url(redis_url).delete(bundle_store.redis_key("sine:"))
+        bundle_store.publish(store, store / "v1")  # the file pointer alone: the watcher's poll
+        wait_for(lambda: served(c, clicks) == version["v1"], message="the watcher did not follow")
+        assert c.post("/admin/rollback", headers=AUTH).json()["model_version"] == version["v3"]
+        time.sleep(0.3)
+    assert load.failures == []
+    assert load.versions == set(version.values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 from service.core.config import Settings
 from service.main import create_app
 from sine.bundle import read_bundle
+from tests.load import steady_load
 from trainer.run import load_run
 
 
@@ -274,29 +274,12 @@ def test_admin_reload_refuses_bad_bundle_and_swaps_good_one(flat_bundle, hnsw_bu
 
 def test_hot_swap_under_concurrent_requests_drops_nothing(flat_bundle, hnsw_bundle):
     versions = {read_bundle(flat_bundle).version, read_bundle(hnsw_bundle).version}
-    failures, seen = [], set()
-    with client_for(flat_bundle, admin_token="t") as c:
-        stop = threading.Event()
-
-        def hammer():
-            while not stop.is_set():
-                r = c.post("/recommend", json={"clicks": ["i1", "i2"], "top_n": 10})
-                if r.status_code != 200 or len(r.json()["items"]) != 10:
-                    failures.append(r.status_code)
-                else:
-                    seen.add(r.json()["model_version"])
-
-        threads = [threading.Thread(target=hammer) for _ in range(4)]
-        for t in threads:
-            t.start()
+    with client_for(flat_bundle, admin_token="t") as c, steady_load(c, ["i1", "i2"], threads=4) as load:
         for target in (hnsw_bundle, flat_bundle, hnsw_bundle):
             assert c.post("/admin/reload", json={"bundle": str(target)},
                           headers={"authorization": "Bearer t"}).status_code == 200
-        stop.set()
-        for t in threads:
-            t.join()
-    assert failures == []
-    assert seen <= versions and len(seen) == 2
+    assert load.failures == []
+    assert load.versions <= versions and len(load.versions) == 2
 
 
 def test_service_never_imports_torch():
