@@ -234,8 +234,13 @@ class ModelHolder:
 
         With a path, the pointer is moved to it (or this replica pinned to it) once the
         load succeeded. Without one, any pin is dropped and the pointer is followed.
-        Refused bundles are verified again (an operator may have fixed them).
+        Refused bundles are verified again (an operator may have fixed them). A bare name
+        such as `v20261127T182555Z` is a version of the configured store: the name the
+        store's CURRENT file and the retrain's report use.
         """
+        if path is not None and len(Path(path).parts) == 1 and self.store is not None \
+                and (self.store / path).is_dir():
+            path = self.store / path
         if path is None:
             self.pinned_over = None
             async with self._lock:

@@ -84,7 +84,8 @@ class EventsResponse(BaseModel):
 
 class ReloadRequest(_Body):
     bundle: str | None = Field(None, max_length=4096,
-                               description="Bundle directory to load; default: the live pointer.")
+                               description="Bundle directory to load, or the name of a version in the "
+                               "bundle store (as in its CURRENT file); default: the live pointer.")
 
 
 class ModelSwap(BaseModel):

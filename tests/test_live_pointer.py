@@ -117,6 +117,19 @@ def test_an_explicit_reload_in_store_mode_moves_the_pointer_and_announces_it(fla
     listener.close()
 
 
+def test_an_explicit_reload_accepts_the_name_of_a_store_version(flat_bundle, other_bundle, tmp_path):
+    """The store's version names (CURRENT, the retrain report) are what operators see."""
+    store = make_store(tmp_path, flat_bundle)
+    shutil.copytree(other_bundle, store / "v2")
+    with client_for(store, reload_poll_seconds=0) as c:
+        swapped = c.post("/admin/reload", json={"bundle": "v2"}, headers=AUTH)
+        assert swapped.status_code == 200, swapped.text
+        assert swapped.json()["model_version"] == read_bundle(other_bundle).version
+        assert bundle_store.current_version_name(store) == "v2"
+        missing = c.post("/admin/reload", json={"bundle": "v9"}, headers=AUTH)
+        assert missing.status_code == 409 and "v9" in missing.json()["error"]
+
+
 def test_store_rollback_moves_no_pointer_before_the_load_succeeded(flat_bundle, other_bundle, tmp_path):
     """PREVIOUS passes file verification but cannot be loaded: the rollback is refused (409)
     and CURRENT / PREVIOUS stay as they were."""
