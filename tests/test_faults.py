@@ -20,8 +20,9 @@ import redis
 from deploy.events import read_events
 from harness.processes import RedisProcess, ServiceProcess
 from sine import bundle_store
-from sine.bundle import read_bundle, write_bundle
+from sine.bundle import read_bundle
 from sine.data.synthetic import SyntheticSpec, synthetic_log
+from tests.bundles import mismatched_encoder
 
 
 def some_clicks(bundle_path: Path, n: int = 5) -> list[str]:
@@ -96,15 +97,7 @@ def broken_variants(good: Path, other: Path, root: Path) -> dict[str, Path]:
     data = bytearray((bad_sum / "item_embeddings.npy").read_bytes())
     data[-1] ^= 0xFF
     (bad_sum / "item_embeddings.npy").write_bytes(bytes(data))
-    mismatch = root / "mismatched-encoder"
-    source, donor = read_bundle(good), read_bundle(other)
-    import numpy as np
-
-    table = np.random.default_rng(0).normal(size=(source.num_items, donor.dim + 8)).astype(np.float32)
-    write_bundle(mismatch, model="sine", hyperparameters={}, max_len=source.max_len, items=source.items,
-                 item_embeddings=table, popularity=source.popularity,
-                 encoder_onnx=source.encoder_path.read_bytes(), sample_queries=source.sample_queries(),
-                 data_fingerprint="sha256:x", metrics={})
+    mismatch = mismatched_encoder(good, other, root / "mismatched-encoder")
     return {"half": half, "checksum": bad_sum, "mismatch": mismatch}
 
 

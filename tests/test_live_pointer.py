@@ -19,7 +19,8 @@ from harness.processes import free_port
 from service.core.config import Settings
 from service.main import create_app
 from sine import bundle_store
-from sine.bundle import add_to_bundle, read_bundle, write_bundle
+from sine.bundle import add_to_bundle, read_bundle
+from tests.bundles import mismatched_encoder
 from tests.load import steady_load
 
 AUTH = {"authorization": "Bearer tok"}
@@ -51,20 +52,6 @@ def wait_for(predicate, seconds: float = 20, message: str = "condition never hel
     while not predicate():
         assert time.time() < deadline, message
         time.sleep(0.05)
-
-
-def mismatched_encoder(good: Path, other: Path, target: Path) -> Path:
-    """A bundle that passes file verification but cannot be loaded: its encoder outputs
-    another width than its item table."""
-    import numpy as np
-
-    source, donor = read_bundle(good), read_bundle(other)
-    table = np.random.default_rng(0).normal(size=(source.num_items, donor.dim + 8)).astype(np.float32)
-    write_bundle(target, model="sine", hyperparameters={}, max_len=source.max_len, items=source.items,
-                 item_embeddings=table, popularity=source.popularity,
-                 encoder_onnx=source.encoder_path.read_bytes(), sample_queries=source.sample_queries(),
-                 data_fingerprint="sha256:x", metrics={})
-    return target
 
 
 # ------------------------------------------------------------- defect 1: reloads stick
