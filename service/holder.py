@@ -173,8 +173,10 @@ class ModelHolder:
         Any failure to load refuses the bundle with a `BundleError` naming the cause; the
         live model is untouched. `recheck` verifies a bundle refused before again.
         """
-        key = (str(Path(target).resolve()), files_fingerprint(target))
-        if not recheck and key in self._refused:
+        def refusal_key() -> tuple[str, object]:  # a scan of the bundle's files: only when needed
+            return str(Path(target).resolve()), files_fingerprint(target)
+
+        if not recheck and self._refused and refusal_key() in self._refused:
             return False  # refused before and unchanged since: not verified again
         try:
             manifest = read_manifest(target)
@@ -188,6 +190,7 @@ class ModelHolder:
         except Exception as exc:
             message = str(exc) if isinstance(exc, SineError) else \
                 f"{target}: cannot be loaded ({type(exc).__name__}: {exc})"
+            key = refusal_key()
             self._refused[key] = message
             self._refused.move_to_end(key)
             while len(self._refused) > REFUSED_MEMORY:
@@ -263,7 +266,8 @@ class ModelHolder:
         async with self._lock:
             store = self.store
             if store is not None and bundle_store.previous_version_name(store) is not None:
-                target = await asyncio.to_thread(bundle_store.rollback_target, store)
+                # Verified once, by the load below, not also while finding it.
+                target = bundle_store.rollback_target(store, verify=False)
                 await self._load_and_swap(target, recheck=True)
                 await self._move_pointer_to(target)
             elif self.previous is not None:

@@ -45,8 +45,6 @@ class HistoryStore(Protocol):
     kind: str
     stream_length: int | None  # events in the stream after the last write, when known
 
-    async def history(self, user_id: str) -> list[str]: ...
-
     async def histories(self, user_ids: list[str]) -> list[list[str]]: ...
 
     async def record(self, clicks: list[Click]) -> list[str]: ...
@@ -68,9 +66,6 @@ class MemoryStore:
         self.events: deque[tuple[str, Click]] = deque(maxlen=max_events)  # oldest dropped first
         self._sequence = 0
         self.stream_length: int | None = None
-
-    async def history(self, user_id: str) -> list[str]:
-        return list(self.users.get(user_id, ()))
 
     async def histories(self, user_ids: list[str]) -> list[list[str]]:
         return [list(self.users.get(u, ())) for u in user_ids]
@@ -125,12 +120,6 @@ class RedisStore:
     @property
     def stream_key(self) -> str:
         return f"{self.prefix}events"
-
-    async def history(self, user_id: str) -> list[str]:
-        try:
-            return await self.client.lrange(self.history_key(user_id), 0, -1)
-        except self._errors as exc:
-            raise StoreUnavailable(str(exc)) from None
 
     async def histories(self, user_ids: list[str]) -> list[list[str]]:
         """Several users' histories in one round trip (a pipeline, not a transaction)."""

@@ -145,13 +145,15 @@ def prune(store: str | Path, keep: int) -> list[str]:
     return doomed
 
 
-def rollback_target(store: str | Path) -> Path:
-    """The previous version's directory, verified; nothing is moved."""
+def rollback_target(store: str | Path, verify: bool = True) -> Path:
+    """The previous version's directory, verified unless the caller loads (and so verifies)
+    it next; nothing is moved."""
     store = Path(store)
     previous = previous_version_name(store)
     if previous is None or not (store / previous).is_dir():
         raise BundleError(f"{store}: no previous version to roll back to")
-    read_bundle(store / previous)
+    if verify:
+        read_bundle(store / previous)
     return store / previous
 
 

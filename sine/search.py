@@ -145,7 +145,7 @@ def exact_top_k(items: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
     """Exact inner-product top-k by numpy (scores, rows), best first: the backfill."""
     scores = np.asarray(queries, dtype=np.float32) @ np.asarray(items, dtype=np.float32).T
     k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]  # no negated [B, N] copy
     part = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-part, axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1)
