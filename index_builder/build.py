@@ -31,15 +31,16 @@ import numpy as np
 
 from index_builder import indexes
 from index_builder.indexes import IndexSpec
-from index_builder.quality import latency, recall_at, recalls
+from index_builder.quality import batch_latency, latency, recall_at, recalls
 from sine.bundle import INDEX, Bundle, add_to_bundle, read_bundle
 from sine.encoder import OnnxEncoder, has_clicks
 from sine.errors import SineError
+from sine.search import DEEPEST_DEFAULT_K, DEFAULT_TOP_N
 
 log = logging.getLogger("sine.index")
 
-SERVING_TOP_N = 50  # the API's default top_n
-DEEPEST_K = 1000 + 1000 + 200  # SINE_MAX_TOP_N + SINE_MAX_CLICKS excluded ids + SINE_HISTORY_CAP
+SERVING_TOP_N = DEFAULT_TOP_N  # the API's default top_n
+DEEPEST_K = DEEPEST_DEFAULT_K  # SINE_MAX_TOP_N + SINE_MAX_CLICKS excluded ids + SINE_HISTORY_CAP
 HELD_OUT_SEED = 0
 
 SEARCH_LADDERS = {
@@ -128,7 +129,7 @@ def build_and_measure(
     tuning, held_out = split_queries(np.ascontiguousarray(queries, dtype=np.float32))
     exact = indexes.exact_index(vectors, on_gpu)
     _, tuning_truth = exact.search(tuning, serving_k)
-    _, truth = exact.search(held_out, max(deepest_k, min(100, num_items)))
+    _, truth = exact.search(held_out, deepest_k)
     start = time.perf_counter()
     index = indexes.build_index(spec, vectors, on_gpu)
     build_seconds = time.perf_counter() - start
@@ -147,8 +148,8 @@ def build_and_measure(
         exact_speed = latency(exact, held_out, k=serving_k)
         auto_check = None
         if asked == "auto" and kind != "flat":
-            index_16 = latency(index, held_out, k=serving_k, batch=16)["batch16_per_query_ms"]
-            exact_16 = latency(exact, held_out, k=serving_k, batch=16)["batch16_per_query_ms"]
+            index_16 = batch_latency(index, held_out, serving_k, batch=16) * 1e3
+            exact_16 = batch_latency(exact, held_out, serving_k, batch=16) * 1e3
             faster = speed["batch1_p50_ms"] < exact_speed["batch1_p50_ms"] and index_16 < exact_16
             auto_check = {"k": serving_k, "index_batch1_p50_ms": speed["batch1_p50_ms"],
                           "exact_batch1_p50_ms": exact_speed["batch1_p50_ms"],

@@ -28,6 +28,7 @@ from sine.errors import SineError
 from sine.search import (  # noqa: F401 - the runtime half, re-exported for the builder's callers
     TYPES,
     IndexSpec,
+    exact_index,
     faiss_module,
     gpu_count,
     ivf_part,
@@ -131,6 +132,3 @@ def serialize(index) -> bytes:
     faiss = faiss_module()
     return faiss.serialize_index(to_cpu(index)).tobytes()
 
-
-def exact_index(vectors: np.ndarray, gpu: bool = False):
-    return build_index(IndexSpec("flat"), vectors, gpu)

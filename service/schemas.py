@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from sine.search import DEFAULT_TOP_N
+
 MAX_ID_LENGTH = 256
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 
@@ -24,7 +26,7 @@ class RecommendRequest(_Body):
     user_id: ItemId | None = Field(
         None, description="Prepend this user's stored history; clicks the history already ends "
         "with (a client that also posts /events) are counted once.")
-    top_n: int = Field(50, ge=1, description="How many items to return (1..max_top_n, 1000 by default).")
+    top_n: int = Field(DEFAULT_TOP_N, ge=1, description="How many items to return (1..max_top_n, 1000 by default).")
     exclude: list[ItemId] = Field(default_factory=list, description="Items never to return.")
     exclude_clicked: bool = Field(True, description="Never return items the user clicked.")
 

@@ -34,6 +34,14 @@ from sine.errors import SineError
 
 TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 
+# How deep the service searches, by default: the index builder measures recall at these
+# depths, the service's settings and request schema take their defaults from here.
+DEFAULT_TOP_N = 50
+DEFAULT_MAX_TOP_N = 1000
+DEFAULT_MAX_CLICKS = 1000  # also the most excluded ids
+DEFAULT_HISTORY_CAP = 200
+DEEPEST_DEFAULT_K = DEFAULT_MAX_TOP_N + DEFAULT_MAX_CLICKS + DEFAULT_HISTORY_CAP  # top_n + every id removed
+
 GPU_LOCK = threading.Lock()  # guards every search through the shared GPU resources
 _GPU_RESOURCES = None
 

@@ -286,8 +286,6 @@ def serve(
         None, help="Redis for histories and events [env SINE_REDIS_URL]; default: in-process store."),
 ) -> None:
     """Serve POST /recommend and the operations endpoints (settings: SINE_* variables)."""
-    import os
-
     import uvicorn
 
     from service.core.config import Settings

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sine.search import DEFAULT_HISTORY_CAP, DEFAULT_MAX_CLICKS, DEFAULT_MAX_TOP_N
+
 # Values that ship in examples and manifests: a token equal to one of them was never set.
 PLACEHOLDER_TOKENS = frozenset({
     "change-me", "changeme", "change_me", "replace-me", "replaceme", "replace_me", "placeholder",
@@ -30,10 +32,10 @@ class Settings(BaseSettings):
         "unset: an in-process store (histories and events are lost at restart).")
     redis_prefix: str = Field("sine:", description="Prefix of every Redis key and channel.")
     redis_timeout_seconds: float = Field(0.5, gt=0, description="Redis socket timeout.")
-    history_cap: int = Field(200, ge=1, le=100_000, description="Clicks kept per user history.")
-    max_clicks: int = Field(1000, ge=1, le=1_000_000,
+    history_cap: int = Field(DEFAULT_HISTORY_CAP, ge=1, le=100_000, description="Clicks kept per user history.")
+    max_clicks: int = Field(DEFAULT_MAX_CLICKS, ge=1, le=1_000_000,
                             description="Most clicks (and excluded ids) per request.")
-    max_top_n: int = Field(1000, ge=1, le=100_000, description="Largest top_n a request may ask for.")
+    max_top_n: int = Field(DEFAULT_MAX_TOP_N, ge=1, le=100_000, description="Largest top_n a request may ask for.")
     max_batch: int = Field(256, ge=1, le=100_000, description="Most requests in one /recommend/batch call.")
     max_events: int = Field(1000, ge=1, le=1_000_000, description="Most events in one /events call.")
     event_stream_maxlen: int = Field(
