@@ -87,6 +87,7 @@ build_seconds=$((SECONDS - t))
 if docker run --rm --entrypoint python3 "sine-api:${SINE_TAG:-latest}" -c "import torch" 2>/dev/null; then
   fail "the api image has torch"
 fi
+export SINE_STACK_NO_BUILD=1  # built once above: the `up`s below start what was built
 api_mb=$(docker image inspect -f '{{.Size}}' "sine-api:${SINE_TAG:-latest}" | awk '{printf "%d", $1/1e6}')
 trainer_mb=$(docker image inspect -f '{{.Size}}' "sine-trainer:${SINE_TAG:-latest}" | awk '{printf "%d", $1/1e6}')
 

@@ -18,7 +18,8 @@
 #     local Debian images (deploy/images/base.sh); the choice is kept in
 #     deploy/.stack.<project>.env so later commands use the same images.
 # Settings are those of docker-compose.yml (SINE_LOG_DIR, SINE_LOG_FILE, SINE_API_PORT,
-# SINE_ADMIN_TOKEN, ...), from the environment.
+# SINE_ADMIN_TOKEN, ...), from the environment; SINE_STACK_NO_BUILD=1 makes `up` use the
+# images as they are (no rebuild check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -142,7 +143,7 @@ case "${1:-}" in
   up)
     shift
     check_log
-    build
+    if [ "${SINE_STACK_NO_BUILD:-0}" = 1 ]; then base_images; else build; fi
     started=$SECONDS
     # docker-compose 1.29 fails `up` itself when init fails: say why, not only its exit code.
     if ! compose up -d "$@"; then
@@ -163,5 +164,5 @@ case "${1:-}" in
     case " $* " in *" -v "*|*" --volumes "*) remember SINE_LOG_DIR ""; remember SINE_LOG_FILE "" ;; esac
     ;;
   compose) shift; compose "$@" ;;
-  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
