@@ -11,6 +11,7 @@ back to popular items for users with no known click.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 
 from sine import search
 from sine.bundle import Bundle, read_bundle
+from sine.concepts import ConceptAnalysis, analyse_bundle
 from sine.encoder import OnnxEncoder, prepare_clicks
 from sine.errors import BundleError
 from sine.search import IndexSpec, ItemSearch
@@ -47,6 +49,9 @@ class Answer:
 
 class LoadedModel:
     """One bundle version, loaded and smoke-tested: encoder + item table + index."""
+
+    _concepts: ConceptAnalysis | None = None
+    _concepts_lock = threading.Lock()  # one computation at a time, whichever model asks
 
     def __init__(self, bundle: Bundle, onnx_threads: int = 1, faiss_threads: int = 1, gpu: str = "auto"):
         started = time.perf_counter()
@@ -168,3 +173,12 @@ class LoadedModel:
         return Answer([self.item_list[row] for row in chosen],
                       self.bundle.popularity[chosen].astype(float).tolist(),
                       unknown, fallback=True)
+
+    def concepts(self) -> ConceptAnalysis:
+        """This bundle's concepts (`sine.concepts`), computed on first use and kept with the
+        model: they depend on the bundle alone, so a request never recomputes them, and a
+        bundle nobody inspects costs nothing at load. `NoConceptPool` when it has none."""
+        with self._concepts_lock:
+            if self._concepts is None:
+                self._concepts = analyse_bundle(self.bundle)
+            return self._concepts

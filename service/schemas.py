@@ -98,3 +98,48 @@ class ModelSwap(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ConceptItem(BaseModel):
+    item_id: str
+    cosine: float = Field(description="Cosine similarity of the item's vector with the prototype.")
+    captured: bool = Field(description="The prototype also captures this item (see `capture_rule`).")
+
+
+class Concept(BaseModel):
+    id: int = Field(description="Prototype index in the concept pool, 0..L-1 (as in eq. 2's idx).")
+    captured: int = Field(description="Items this prototype captures.")
+    share: float = Field(description="captured / number of items.")
+    norm: float = Field(description="L2 norm of the prototype (larger norms win more items and users).")
+    nearest: list[ConceptItem] = Field(description="The items closest to the prototype, best first.")
+
+
+class ConceptSummary(BaseModel):
+    prototypes: int = Field(description="L, the size of the concept pool.")
+    items: int
+    active_prototypes: int = Field(description="Prototypes that capture at least one item.")
+    entropy: float = Field(description="Entropy (nats) of the share of items each prototype captures.")
+    entropy_normalized: float = Field(description="entropy / log L: 1 when all capture equally many.")
+    effective_concepts: float = Field(description="exp(entropy): as many equally sized concepts.")
+    largest_share: float
+    median_active_size: float
+
+
+class ConceptsResponse(BaseModel):
+    model_version: str
+    capture_rule: str
+    nearest_rule: str
+    summary: ConceptSummary
+    concepts: list[Concept] = Field(description="Most items captured first, or the requested ids in order.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model_version": "20250101T000000Z-1a2b3c4d",
+        "capture_rule": "each item is captured by the prototype with the largest inner product <C_l, x_i> "
+                        "(eq. 2 with the item alone as the sequence)",
+        "nearest_rule": "cosine similarity between the prototype and the item vectors (the paper's Figure 3)",
+        "summary": {"prototypes": 500, "items": 1682, "active_prototypes": 141, "entropy": 4.3,
+                    "entropy_normalized": 0.69, "effective_concepts": 73.7, "largest_share": 0.05,
+                    "median_active_size": 8.0},
+        "concepts": [{"id": 17, "captured": 84, "share": 0.05, "norm": 1.9,
+                      "nearest": [{"item_id": "50", "cosine": 0.62, "captured": True}]}],
+    }]})

@@ -15,8 +15,17 @@ item_embeddings.npy   float32 [M, D], the table scores are inner products with
 popularity.npy        int64 [M], training clicks per item (cold-start fallback)
 user_encoder.onnx     clicks [batch, seq] int64, left-padded with 0 -> user_vector [batch, D]
 sample_queries.npy    int64 [Q, n], validation click windows: recall checks and smoke tests
+concepts.npy          (SINE, optional) float32 [L, D], the concept pool C of eq. (2): what
+                      `sine inspect` and GET /model/concepts read (`sine.concepts`)
+concept_items.npy     (SINE with untied tables, optional) float32 [M, D], the input item
+                      embeddings X that eqs. (1)-(2) compare with C; with tied tables (the
+                      default) they are item_embeddings.npy itself and are not written twice
 index.faiss           (after `sine build-index`) the faiss index over item_embeddings
 ===================== =================================================================
+
+Optional files are listed and checksummed in the manifest like every other file; a bundle
+without them still loads (its `concepts` is None: a SASRec bundle, or a SINE bundle
+exported before the concept pool was).
 
 Reading verifies everything before anything is used: the format version is known,
 every listed file exists with its checksum and size, shapes agree with the manifest,
@@ -49,6 +58,8 @@ ITEM_EMBEDDINGS = "item_embeddings.npy"
 POPULARITY = "popularity.npy"
 ENCODER = "user_encoder.onnx"
 SAMPLE_QUERIES = "sample_queries.npy"
+CONCEPTS = "concepts.npy"
+CONCEPT_ITEMS = "concept_items.npy"
 INDEX = "index.faiss"
 REQUIRED_FILES = (ITEMS, ITEM_EMBEDDINGS, POPULARITY, ENCODER, SAMPLE_QUERIES)
 
@@ -79,6 +90,8 @@ class Bundle:
     items: list[str]
     item_embeddings: np.ndarray  # [M, D] float32
     popularity: np.ndarray  # [M] int64
+    concepts: np.ndarray | None = None  # [L, D] float32, the concept pool C (SINE), when exported
+    concept_items: np.ndarray | None = None  # [M, D] float32 input table, when untied from the above
 
     @property
     def version(self) -> str:
@@ -107,6 +120,11 @@ class Bundle:
     def sample_queries(self) -> np.ndarray:
         return _load_array(self.path / SAMPLE_QUERIES, np.int64, 2)
 
+    @property
+    def concept_item_table(self) -> np.ndarray:
+        """The item vectors the concept pool is compared with (X of eqs. 1-2): [M, D]."""
+        return self.item_embeddings if self.concept_items is None else self.concept_items
+
 
 def write_bundle(
     target: str | Path,
@@ -122,8 +140,14 @@ def write_bundle(
     data_fingerprint: str,
     metrics: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    concepts: np.ndarray | None = None,
+    concept_items: np.ndarray | None = None,
 ) -> Bundle:
-    """Write a complete bundle to `target` atomically and return it, read back and verified."""
+    """Write a complete bundle to `target` atomically and return it, read back and verified.
+
+    `concepts` is SINE's concept pool [L, D]; `concept_items` the input item table [M, D],
+    given only when it is not `item_embeddings` (untied tables).
+    """
     item_embeddings = np.ascontiguousarray(item_embeddings, dtype=np.float32)
     if item_embeddings.ndim != 2 or len(item_embeddings) != len(items):
         raise BundleError(f"item_embeddings must be [{len(items)}, D], got {item_embeddings.shape}")
@@ -153,6 +177,11 @@ def write_bundle(
         np.save(staged / POPULARITY, popularity, allow_pickle=False)
         (staged / ENCODER).write_bytes(encoder_onnx)
         np.save(staged / SAMPLE_QUERIES, sample_queries, allow_pickle=False)
+        if concept_items is not None and concepts is None:
+            raise BundleError("concept_items without concepts: the input table serves the concept pool only")
+        for name, array in ((CONCEPTS, concepts), (CONCEPT_ITEMS, concept_items)):
+            if array is not None:
+                np.save(staged / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
         _seal(staged, manifest)
         read_bundle(staged)  # verify before publishing
     return read_bundle(target)
@@ -266,8 +295,29 @@ def read_bundle(path: str | Path) -> Bundle:
     if queries.size and (queries.shape[1] != int(manifest["max_len"]) or queries.min() < 0
                          or queries.max() > num_items):
         raise BundleError(f"{path}: {SAMPLE_QUERIES} does not match max_len / item count")
+    concepts, concept_items = _read_concepts(path, manifest["files"], dim, num_items)
     return Bundle(path=path, manifest=manifest, items=items, item_embeddings=embeddings,
-                  popularity=popularity)
+                  popularity=popularity, concepts=concepts, concept_items=concept_items)
+
+
+def _read_concepts(path: Path, listed: Mapping[str, Any], dim: int,
+                   num_items: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The optional concept pool [L, D] and untied input table [M, D], checked (None if absent)."""
+    if CONCEPTS not in listed:
+        if CONCEPT_ITEMS in listed:
+            raise BundleError(f"{path}: {CONCEPT_ITEMS} is listed without {CONCEPTS}")
+        return None, None
+    concepts = _load_array(path / CONCEPTS, np.float32, 2)
+    if len(concepts) < 1 or concepts.shape[1] != dim or not np.isfinite(concepts).all():
+        raise BundleError(f"{path}: {CONCEPTS} must be a finite [L, {dim}] array with L >= 1, "
+                          f"got {concepts.shape}")
+    concept_items = None
+    if CONCEPT_ITEMS in listed:
+        concept_items = _load_array(path / CONCEPT_ITEMS, np.float32, 2)
+        if concept_items.shape != (num_items, dim) or not np.isfinite(concept_items).all():
+            raise BundleError(f"{path}: {CONCEPT_ITEMS} must be a finite ({num_items}, {dim}) array, "
+                              f"got {concept_items.shape}")
+    return concepts, concept_items
 
 
 def _load_array(file: Path, dtype: type, ndim: int) -> np.ndarray:

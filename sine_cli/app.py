@@ -238,6 +238,32 @@ def export(
     typer.echo(f"bundle {bundle.version}: {bundle.num_items:,} items, D={bundle.dim} -> {out}")
 
 
+# ------------------------------------------------------------------------- inspect
+
+
+@app.command("inspect", no_args_is_help=True)
+@user_errors
+def inspect_command(
+    path: Path = typer.Argument(..., metavar="RUN_OR_BUNDLE",
+                                help="A SINE bundle (`sine export`) or run directory (`sine train`)."),
+    top: int = typer.Option(10, help="Concepts to list, most items captured first."),
+    nearest: int = typer.Option(8, help="Nearest items per concept (cosine; the paper shows 8)."),
+    items_file: Optional[Path] = typer.Option(  # noqa: UP045
+        None, help="CSV with item_id and optionally title/name, year and categories/genres "
+        "('|'-separated) columns, e.g. ../shared/data/ml-100k.items.csv.gz."),
+    plot: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--plot", help="Also draw the concept sizes and a 2-D projection of the items to this PNG."),
+) -> None:
+    """Report SINE's learned concepts: items each prototype captures and its nearest items.
+
+    An item is captured by the prototype with the largest inner product with its
+    embedding: the concept it activates first when it is the whole sequence (eq. 2).
+    """
+    from sine_cli.concepts_report import inspect_concepts
+
+    typer.echo(inspect_concepts(path, top, nearest, items_file, plot))
+
+
 # --------------------------------------------------------------------- build-index
 
 

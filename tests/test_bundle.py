@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from sine import bundle_store
-from sine.bundle import ENCODER, ITEM_EMBEDDINGS, MANIFEST, Bundle, read_bundle, sha256_of, write_bundle
+from sine.bundle import (
+    CONCEPTS,
+    ENCODER,
+    ITEM_EMBEDDINGS,
+    MANIFEST,
+    Bundle,
+    add_to_bundle,
+    read_bundle,
+    sha256_of,
+    write_bundle,
+)
 from sine.bundle_store import publish, rollback
 from sine.errors import BundleError
 
@@ -194,3 +204,49 @@ def test_reconcile_makes_current_agree_with_the_redis_key(tmp_path, redis_url):
     assert bundle_store.previous_version_name(store) == "v2"
     client.set(bundle_store.redis_key("sine:"), str(tmp_path / "elsewhere"))  # not a store version
     assert bundle_store.reconcile(store, redis_url) == "v1"
+
+
+def test_the_concept_pool_round_trips_listed_and_checksummed(tmp_path):
+    pool = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    written = make(tmp_path / "b", concepts=pool)
+    loaded = read_bundle(tmp_path / "b")
+    np.testing.assert_array_equal(loaded.concepts, pool)
+    assert loaded.concept_items is None and loaded.concept_item_table is loaded.item_embeddings
+    assert loaded.manifest["files"][CONCEPTS]["sha256"] == sha256_of(written.path / CONCEPTS)
+    assert not loaded.concepts.flags.writeable
+    copied = add_to_bundle(tmp_path / "b", tmp_path / "c", {"extra.bin": b"x"}, {})  # as build-index does
+    np.testing.assert_array_equal(copied.concepts, pool)
+
+
+def test_a_tampered_concept_pool_is_refused(tmp_path):
+    make(tmp_path / "b", concepts=np.ones((3, 4), np.float32))
+    path = tmp_path / "b" / CONCEPTS
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # same size, one bit of the last prototype changed
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch for concepts.npy"):
+        read_bundle(tmp_path / "b")
+
+
+def test_a_bundle_without_a_concept_pool_still_loads_and_says_so(tmp_path):
+    from sine.concepts import NoConceptPool, analyse_bundle
+
+    loaded = make(tmp_path / "b")
+    assert loaded.concepts is None and CONCEPTS not in loaded.manifest["files"]
+    with pytest.raises(NoConceptPool, match="this SINE bundle has no concept pool.*re-export"):
+        analyse_bundle(loaded)
+    with pytest.raises(NoConceptPool, match="the sasrec model has no concept pool"):
+        analyse_bundle(make(tmp_path / "s", model="sasrec"))
+
+
+def test_untied_input_items_travel_with_the_pool_and_bad_shapes_are_refused(tmp_path):
+    inputs = np.full((5, 4), 2.0, np.float32)
+    loaded = make(tmp_path / "b", concepts=np.ones((3, 4), np.float32), concept_items=inputs)
+    np.testing.assert_array_equal(loaded.concept_item_table, inputs)
+    with pytest.raises(BundleError, match=r"concepts.npy must be a finite \[L, 4\]"):
+        make(tmp_path / "wide", concepts=np.ones((3, 5), np.float32))
+    with pytest.raises(BundleError, match=r"concept_items.npy must be a finite \(5, 4\)"):
+        make(tmp_path / "short", concepts=np.ones((3, 4), np.float32), concept_items=inputs[:4])
+    with pytest.raises(BundleError, match="concept_items without concepts"):
+        make(tmp_path / "alone", concept_items=inputs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

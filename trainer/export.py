@@ -106,6 +106,17 @@ def parity(encoder: SequenceEncoder, onnx_model: bytes, clicks: np.ndarray) -> f
     return worst
 
 
+def concept_pool(encoder: SequenceEncoder) -> dict[str, np.ndarray]:
+    """SINE's concept pool C (eq. 2) for the bundle, and the input item table X it is compared
+    with when that is not the exported item table (untied); nothing for other models."""
+    if not isinstance(encoder, SINE):
+        return {}
+    pool = {"concepts": encoder.prototypes.detach().cpu().numpy()}
+    if encoder.output_embedding is not None:
+        pool["concept_items"] = encoder.item_embedding.weight[1:].detach().cpu().numpy()
+    return pool
+
+
 def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | None = None) -> Bundle:
     """Export the run at `run_dir` as a bundle at `out` (atomically)."""
     run = load_run(run_dir)
@@ -144,6 +155,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
         extra={"run": {"path": str(Path(run_dir).resolve()), "seed": run.config.seed,
                        "best_epoch": run.metrics.get("best_epoch")},
                "training": run.config.to_dict(), **(extra or {})},
+        **concept_pool(encoder),
     )
     log.info("wrote bundle %s (version %s, %d items, D=%d)", out, bundle.version,
              bundle.num_items, bundle.dim)

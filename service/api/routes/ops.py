@@ -1,12 +1,17 @@
-"""Operations: liveness, readiness, Prometheus metrics, the live model's manifest."""
+"""Operations: liveness, readiness, Prometheus metrics, the live model's manifest and concepts."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import asyncio
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.schemas import Health
+from service.api.deps import live_model
+from service.schemas import ConceptsResponse, Health
+from sine.concepts import CAPTURE_RULE, NEAREST_MAX, NEAREST_RULE, NoConceptPool
 
 router = APIRouter(tags=["operations"])
 
@@ -76,3 +81,46 @@ def public_model_info(model) -> dict:
     info["serving"] = {"encoder_provider": model.encoder.provider, "index_on": model.index_on,
                        "index_type": model.index_spec.type}
     return info
+
+
+MAX_CONCEPTS = 1000
+"""The most prototypes one GET /model/concepts lists (the response grows with top x nearest)."""
+
+
+@router.get("/model/concepts", response_model=ConceptsResponse,
+            summary="The live SINE model's concepts: items each prototype captures, its nearest items",
+            responses={404: {"description": "The live model has no concept pool (not SINE, or a bundle "
+                                            "exported without concepts.npy)"},
+                       503: {"description": "No model is loaded yet"}})
+async def model_concepts(
+    request: Request,
+    top: int = Query(20, ge=1, le=MAX_CONCEPTS,
+                     description="How many prototypes to list, most items captured first."),
+    nearest: int = Query(10, ge=1, le=NEAREST_MAX, description="Nearest items per prototype."),
+    ids: list[int] | None = Query(None, alias="id", max_length=MAX_CONCEPTS,
+                                  description="List these prototypes instead (repeat: ?id=3&id=17), e.g. "
+                                  "the concept ids an explanation names; `top` is then ignored."),
+) -> Response:
+    """Computed once per loaded bundle (`sine.concepts`, in a worker thread on first use) and
+    kept with the model; a request only slices it."""
+    model = live_model(request)
+    try:
+        analysis = await asyncio.to_thread(model.concepts)
+    except NoConceptPool as exc:
+        raise HTTPException(404, str(exc).replace(f"{model.bundle.path}: ", "live model: ")) from None
+    L = analysis.num_prototypes
+    if ids is not None:
+        bad = [i for i in ids if not 0 <= i < L]
+        if bad:
+            raise HTTPException(422, f"no prototype {bad[0]}: the concept pool has {L} (ids 0..{L - 1})")
+        chosen = ids
+    else:
+        chosen = analysis.ranked()[:top].tolist()
+    body = {
+        "model_version": model.version,
+        "capture_rule": CAPTURE_RULE,
+        "nearest_rule": NEAREST_RULE,
+        "summary": analysis.summary(),
+        "concepts": [analysis.concept(i, model.item_list, nearest) for i in chosen],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
