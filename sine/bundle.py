@@ -155,6 +155,8 @@ def write_bundle(
     if popularity.shape != (len(items),):
         raise BundleError(f"popularity must have {len(items)} entries, got {popularity.shape}")
     sample_queries = np.asarray(sample_queries, dtype=np.int64)
+    if concept_items is not None and concepts is None:
+        raise BundleError("concept_items without concepts: the input table serves the concept pool only")
     created = datetime.now(UTC).replace(microsecond=0)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -177,8 +179,6 @@ def write_bundle(
         np.save(staged / POPULARITY, popularity, allow_pickle=False)
         (staged / ENCODER).write_bytes(encoder_onnx)
         np.save(staged / SAMPLE_QUERIES, sample_queries, allow_pickle=False)
-        if concept_items is not None and concepts is None:
-            raise BundleError("concept_items without concepts: the input table serves the concept pool only")
         for name, array in ((CONCEPTS, concepts), (CONCEPT_ITEMS, concept_items)):
             if array is not None:
                 np.save(staged / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)

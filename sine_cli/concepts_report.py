@@ -17,6 +17,7 @@ import numpy as np
 
 from sine.atomic import atomic_write
 from sine.bundle import MANIFEST, read_bundle
+from sine.bundle_store import live_bundle_path
 from sine.concepts import CAPTURE_RULE, NEAREST_MAX, ConceptAnalysis, NoConceptPool, analyse, arrays_of
 from sine.errors import SineError
 
@@ -39,12 +40,14 @@ class ConceptSource:
 
 
 def load_source(path: Path) -> ConceptSource:
-    """The concept pool of a bundle (`sine export`) or a run directory (`sine train`)."""
+    """The concept pool of a bundle (`sine export`; in a bundle store, the live one) or a run
+    directory (`sine train`)."""
     if not path.exists():
         raise SineError(f"{path}: no such file or directory (give a bundle written by `sine export` "
                         "or a run directory written by `sine train`)")
-    if (path / MANIFEST).is_file():
-        bundle = read_bundle(path)
+    live = live_bundle_path(path) if path.is_dir() and not (path / RUN_CONFIG).is_file() else None
+    if live is not None:
+        bundle = read_bundle(live)
         prototypes, table = arrays_of(bundle)
         return ConceptSource(f"bundle {bundle.version}", str(bundle.manifest["model"]), prototypes, table,
                              bundle.items)

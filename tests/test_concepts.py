@@ -18,6 +18,7 @@ import sine.concepts as concepts
 from service.core.config import Settings
 from service.main import create_app
 from sine.bundle import read_bundle, write_bundle
+from sine.bundle_store import publish
 from sine.concepts import analyse, analyse_bundle, normalized_mutual_information, shuffled_nmi
 from sine_cli.app import app
 from trainer.models.sine import SINE, SINEConfig
@@ -223,6 +224,10 @@ def test_inspect_reports_the_largest_concepts_with_named_items(flat_bundle, trai
     from_run = runner.invoke(app, ["inspect", str(trained_run), "--top", "3"])  # same weights
     assert from_run.exit_code == 0, from_run.stderr
     assert f"active prototypes: {summary['active_prototypes']} of 24" in from_run.output
+    store = tmp_path / "store"
+    publish(store, without_concepts(flat_bundle, store / "v1"))  # a store: its live version is read
+    from_store = runner.invoke(app, ["inspect", str(store)])
+    assert from_store.exit_code == 2 and "store/v1: this SINE bundle has no concept pool" in from_store.stderr
 
 
 def test_inspect_errors_are_one_line(flat_bundle, tmp_path, synthetic_csv):
