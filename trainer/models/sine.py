@@ -16,10 +16,10 @@ Choices where the paper is ambiguous or silent (also listed in docs/model.md):
   and K x D), as the superscript k reads. Slot k holds the k-th best-scoring prototype.
 * **W3 in eqs. (3) and (6)** is one shared matrix, as the paper writes it (same symbol,
   same shape; RecBole makes the same choice).
-* **"Cosine" (eqs. 3 and 7).** The paper says eq. (3) compares LayerNorm'd vectors and
+* **"Cosine" (eq. 3).** The paper says eq. (3) compares LayerNorm'd vectors and
   calls that cosine similarity. A dot product of two LayerNorm outputs is D times a
-  correlation (range +-D), which would make the softmax one-hot from the first step and
-  make tau of eq. (7) meaningless. We take the cosine literally: the LayerNorm outputs
+  correlation (range +-D), which would make the softmax one-hot from the first step.
+  We take the cosine literally: the LayerNorm outputs
   are L2-normalised before the dot product in eq. (3). A cosine caps the assignment
   logits at +-1, so `assignment_tau` (default 1.0: no temperature, as printed) divides
   them to let P(k|t) sharpen: with tau_3 = 1 and K = 4 no weight exceeds about 0.71.
