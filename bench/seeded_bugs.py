@@ -1,6 +1,6 @@
 """Seeded transcription bugs: does the equation suite catch each one?
 
-    .venv/bin/python bench/seeded_bugs.py            # all bugs (~2 min on 2 cores)
+    .venv/bin/python bench/seeded_bugs.py            # all 21 bugs (~40 s each; 17 min on a busy machine)
     .venv/bin/python bench/seeded_bugs.py --only "log-Q removed"
 
 For each bug, a temporary copy of the source (sine/, trainer/, tests/, pyproject.toml)
