@@ -35,6 +35,10 @@ def test_bad_option_value_is_a_clear_error(tmp_path, synthetic_csv):
                                  "--model", "bert"])
     assert result.exit_code == 2
     assert "--model must be one of sine, sasrec, pop" in result.stderr
+    result = runner.invoke(app, ["train", "-d", str(synthetic_csv), "-o", str(tmp_path / "r"),
+                                 "--assignment-tau", "0"])
+    assert result.exit_code == 2
+    assert "--assignment-tau must be positive" in result.stderr
 
 
 def test_config_file_then_flags(tmp_path, synthetic_csv):
@@ -42,10 +46,14 @@ def test_config_file_then_flags(tmp_path, synthetic_csv):
     config.write_text('[train]\nmodel = "sine"\ndim = 16\nprototypes = 8\nepochs = 1\nseed = 3\n')
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "-d", str(synthetic_csv), "-o", str(out), "-c", str(config),
-                                 "--seed", "5", "--no-length-buckets"])
+                                 "--seed", "5", "--no-length-buckets", "--aggregation", "dot",
+                                 "--assignment-tau", "0.25"])
     assert result.exit_code == 0, result.output + result.stderr
-    saved = json.loads((out / "config.json").read_text())["train"]
-    assert (saved["dim"], saved["prototypes"], saved["seed"], saved["length_buckets"]) == (16, 8, 5, False)
+    saved = json.loads((out / "config.json").read_text())
+    train = saved["train"]
+    assert (train["dim"], train["prototypes"], train["seed"], train["length_buckets"]) == (16, 8, 5, False)
+    # the model options reach the architecture (what the bundle records as hyper-parameters)
+    assert (saved["architecture"]["aggregation"], saved["architecture"]["assignment_tau"]) == ("dot", 0.25)
 
 
 def test_evaluate_reproduces_the_training_metrics(tmp_path, synthetic_csv):

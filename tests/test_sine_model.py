@@ -122,9 +122,13 @@ def test_batch_rows_are_independent(model, clicks):
 
 
 def test_eq10_regulariser_is_zero_for_decorrelated_prototypes():
-    m = SINE(SINEConfig(num_items=5, dim=16, interests=2, prototypes=6))
-    # rows orthogonal to each other and to the all-ones vector (zero mean each)
-    basis = torch.linalg.qr(torch.cat([torch.ones(16, 1), torch.randn(16, 6)], 1)).Q[:, 1:7].T
+    m = SINE(SINEConfig(num_items=5, dim=16, interests=2, prototypes=6)).double()
+    # rows orthogonal to each other and to the all-ones vector (zero mean each); float64,
+    # so that "zero" means rounding of 1e-16, not float32's 1e-7
+    g = torch.Generator().manual_seed(0)
+    ones = torch.ones(16, 1, dtype=torch.float64)
+    noise = torch.randn(16, 6, generator=g, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.cat([ones, noise], 1)).Q[:, 1:7].T
     with torch.no_grad():
         m.prototypes.copy_(basis * 3.0)
     assert m.covariance_loss().item() == pytest.approx(0.0, abs=1e-10)

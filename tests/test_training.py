@@ -53,6 +53,12 @@ def test_metrics_json_has_the_agreed_keys(sine_run):
     assert on_disk["dataset"]["fingerprint"].startswith("sha256:")
     assert 1 <= on_disk["best_epoch"] <= on_disk["epochs"] == len(on_disk["history"])
     assert on_disk["concepts"]["distinct_concepts"] >= 4
+    # how sharp the interests are, for the best epoch and for every epoch of the history
+    K = on_disk["config"]["interests"]
+    for concepts in [on_disk["concepts"]] + [h["concepts"] for h in on_disk["history"]]:
+        assert 1 / K - 1e-6 <= concepts["top_interest_weight"] <= 1.0
+        assert 1 / K - 1e-6 <= concepts["assignment_sharpness"] <= 1.0
+        assert concepts["distinct_concepts"] >= 1
 
 
 def test_run_directory_reloads_to_the_same_metrics(sine_run, synthetic_csv):

@@ -19,6 +19,7 @@ from sine.errors import SineError
 MODELS = ("sine", "sasrec", "pop")
 LOSSES = ("auto", "full", "sampled")
 PRECISIONS = ("auto", "fp32", "bf16")
+AGGREGATIONS = ("cosine", "dot")
 FULL_SOFTMAX_MAX_ITEMS = 50_000
 """`loss=auto` uses the full softmax up to this many items, the sampled one above."""
 
@@ -36,6 +37,15 @@ class TrainConfig:
     interests: int = _f(4, "SINE: interests K activated per user (eq. 2).")
     prototypes: int = _f(500, "SINE: size L of the concept pool (eq. 2).")
     tau: float = _f(0.1, "SINE: temperature of the interest aggregation (eq. 7).")
+    aggregation: str = _f(
+        "cosine",
+        "SINE: eq. (7) compares C_apt and each interest by cosine, or by inner product "
+        "(dot, as the paper prints it).",
+        AGGREGATIONS,
+    )
+    assignment_tau: float = _f(
+        1.0, "SINE: temperature of the intention assignment's cosine (eq. 3); 1.0 = none."
+    )
     reg_weight: float = _f(0.5, "SINE: weight lambda of the covariance regulariser (eq. 11).")
     tied_embeddings: bool = _f(
         True, "SINE: score items against the input embedding table (H of eq. 9 = input table)."
@@ -99,8 +109,9 @@ class TrainConfig:
             raise SineError(
                 f"--interests (K={self.interests}) cannot exceed --prototypes (L={self.prototypes})"
             )
-        if self.tau <= 0:
-            raise SineError("--tau must be positive")
+        for name in ("tau", "assignment_tau"):
+            if getattr(self, name) <= 0:
+                raise SineError(f"--{name.replace('_', '-')} must be positive")
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:

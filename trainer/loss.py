@@ -1,9 +1,9 @@
 """The likelihood term of the loss, eq. (9): softmax over the catalog.
 
 `full_softmax_loss` is eq. (9) exactly. With `low_precision=True` its three catalog-wide
-matrix products (logits, and the two gradients) run in bfloat16 while the softmax, the
-loss and every parameter stay float32: on CPUs with AVX512-BF16 (and on GPUs) this is
-about 3x faster, and those products are most of a training step.
+matrix products (logits, and the two gradients) take bfloat16 inputs while the logits,
+the softmax, the loss and every parameter stay float32: on CPUs with AVX512-BF16 (and on
+GPUs) this is about 3x faster, and those products are most of a training step.
 
 `SampledSoftmax` is the approximation the paper uses for large catalogs (refs. [6, 18]):
 each batch shares S negatives drawn (with replacement) from a proposal q (item
@@ -21,36 +21,50 @@ import torch
 import torch.nn.functional as F
 
 
-class _BF16SoftmaxCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of softmax(v H^T): bf16 products, softmax accumulated in fp32.
+def bf16_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b of two bf16 matrices, as float32.
 
-    The softmax is computed once, in the forward pass, and kept (in bf16) for the
-    gradient (softmax - onehot) / B, which saves a second pass of exponentials over the
-    whole catalog. The loss is -log of the target's kept probability, floored at the
-    smallest normal float, so it is capped (near 87) only for a target the model gives
-    essentially zero probability; the gradient is exact either way.
+    Where the backend can write a bf16 product's float32 accumulator out directly (CUDA:
+    `out_dtype`), nothing is rounded but the inputs; elsewhere (CPU) the product comes
+    out in bf16, rounded once, and is widened at once, so everything after it is float32.
+    """
+    if a.is_cuda:
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):  # a torch without out_dtype for this backend
+            pass
+    return (a @ b).float()
+
+
+class _BF16SoftmaxCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of softmax(v H^T): bf16 products, logits and softmax in float32.
+
+    Only the three catalog-wide products (the logits and the two gradients) take bf16
+    inputs. The logits, the log-softmax, the loss and the probabilities kept for the
+    gradient (softmax - onehot) / B are float32: the softmax is computed once, in the
+    forward pass, which saves a second pass of exponentials over the whole catalog.
     """
 
     @staticmethod
     def forward(ctx, user_vector, table, targets):  # type: ignore[override]
         v16, h16 = user_vector.to(torch.bfloat16), table.to(torch.bfloat16)
-        logits = v16 @ h16.T  # [B, M + 1]
+        logits = bf16_product(v16, h16.T)  # [B, M + 1], float32
         logits[:, 0] = float("-inf")  # padding is not an item
-        probs = torch.softmax(logits, dim=1)
+        log_probs = torch.log_softmax(logits, dim=1)
         rows = torch.arange(len(targets), device=targets.device)
-        target_probs = probs[rows, targets].float().clamp_min(torch.finfo(torch.float32).tiny)
-        ctx.save_for_backward(v16, h16, probs, targets)
-        return -target_probs.log().mean()
+        loss = -log_probs[rows, targets].mean()
+        ctx.save_for_backward(v16, h16, log_probs.exp_(), targets)
+        return loss
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         v16, h16, probs, targets = ctx.saved_tensors
         batch = probs.shape[0]
         rows = torch.arange(batch, device=probs.device)
-        g = probs  # reused in place: d loss / d logits = (softmax - onehot) / B
+        g = probs  # float32, reused in place: d loss / d logits = (softmax - onehot) / B
         g[rows, targets] -= 1.0
-        g.mul_((grad / batch).to(g.dtype))
-        return (g @ h16).float(), (g.T @ v16).float(), None
+        g16 = g.mul_(grad / batch).to(torch.bfloat16)
+        return bf16_product(g16, h16), bf16_product(g16.T, v16), None
 
 
 def full_softmax_loss(

@@ -23,6 +23,7 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
         cfg: Any = SINEConfig(
             num_items=num_items, dim=config.dim, max_len=config.max_len,
             interests=config.interests, prototypes=config.prototypes, tau=config.tau,
+            aggregation=config.aggregation, assignment_tau=config.assignment_tau,
             reg_weight=config.reg_weight, dropout=config.embedding_dropout,
             tied=config.tied_embeddings,
         )

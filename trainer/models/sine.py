@@ -16,12 +16,17 @@ Choices where the paper is ambiguous or silent (also listed in docs/model.md):
   and K x D), as the superscript k reads. Slot k holds the k-th best-scoring prototype.
 * **W3 in eqs. (3) and (6)** is one shared matrix, as the paper writes it (same symbol,
   same shape; RecBole makes the same choice).
-* **"Cosine" (eqs. 3 and 7).** The paper says eq. (3) compares LayerNorm'd vectors and
+* **"Cosine" (eq. 3).** The paper says eq. (3) compares LayerNorm'd vectors and
   calls that cosine similarity. A dot product of two LayerNorm outputs is D times a
-  correlation (range +-D), which would make the softmax one-hot from the first step and
-  make tau of eq. (7) meaningless. We take the cosine literally: the LayerNorm outputs
-  are L2-normalised before the dot product, in eq. (3) and in eq. (7), where tau = 0.1
-  then "enforces the aggregator to select the most preferred intention" as described.
+  correlation (range +-D), which would make the softmax one-hot from the first step.
+  We take the cosine literally: the LayerNorm outputs
+  are L2-normalised before the dot product in eq. (3). A cosine caps the assignment
+  logits at +-1, so `assignment_tau` (default 1.0: no temperature, as printed) divides
+  them to let P(k|t) sharpen: with tau_3 = 1 and K = 4 no weight exceeds about 0.71.
+* **Eq. (7)** prints an inner product C_apt^T phi^k / tau (`aggregation="dot"`); both
+  sides are LayerNorm outputs, so that is about D times a correlation. The default,
+  `aggregation="cosine"`, compares them by cosine, so that tau = 0.1 acts on a [-1, 1]
+  scale. docs/model.md lists both with their measured effect.
 * **Eq. (10).** C-bar is each prototype's mean over its D coordinates: M is the L x L
   covariance between prototypes with the D coordinates as samples (DeCov, ref. [5]).
 """
@@ -43,6 +48,8 @@ from trainer.models.base import (
 )
 
 LAYER_NORM_EPS = 1e-8
+AGGREGATIONS = ("cosine", "dot")
+"""Eq. (7)'s similarity between C_apt and phi^k: cosine (default) or the printed inner product."""
 
 
 def attention_scores(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
@@ -65,6 +72,8 @@ class SINEConfig:
     interests: int = 4  # K
     prototypes: int = 500  # L
     tau: float = 0.1  # temperature of eq. (7)
+    aggregation: str = "cosine"  # eq. (7): cosine(C_apt, phi^k) / tau, or "dot" as printed
+    assignment_tau: float = 1.0  # temperature of eq. (3)'s cosine (1.0: none)
     reg_weight: float = 0.5  # lambda of eq. (11)
     dropout: float = 0.0  # on item embeddings during training (not in the paper; off)
     tied: bool = True  # the input embedding table is H, the table of eq. (9)
@@ -75,6 +84,10 @@ class SINE(SequenceEncoder):
         super().__init__(config.num_items, config.dim, config.tied)
         if not 1 <= config.interests <= config.prototypes:
             raise ValueError(f"need 1 <= K ({config.interests}) <= L ({config.prototypes})")
+        if config.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {config.aggregation!r}")
+        if config.tau <= 0 or config.assignment_tau <= 0:
+            raise ValueError("the temperatures tau and assignment_tau must be positive")
         self.config = config
         D, K, L = config.dim, config.interests, config.prototypes
         self.dropout = nn.Dropout(config.dropout)
@@ -138,10 +151,11 @@ class SINE(SequenceEncoder):
         top_scores, idx = torch.topk(s, K, dim=1)  # [B, K], K distinct indices
         Cu = self.prototypes[idx] * torch.sigmoid(top_scores).unsqueeze(-1)  # [B, K, D]
 
-        # eq. (3) intention assignment P_{k|t}: cosine of LayerNorm_1(X_t W3), LayerNorm_2(C^u_k)
+        # eq. (3) intention assignment P_{k|t} = softmax_k(cos(LN_1(X_t W3), LN_2(C^u_k)) / tau_3)
         items_side = F.normalize(self.ln1(self.w3(X)), dim=-1)  # [B, S, D]
         concept_side = F.normalize(self.ln2(Cu), dim=-1)  # [B, K, D]
-        P_kt = torch.softmax(items_side @ concept_side.transpose(1, 2), dim=-1)  # [B, S, K]
+        assignment = items_side @ concept_side.transpose(1, 2) / cfg.assignment_tau  # [B, S, K]
+        P_kt = torch.softmax(assignment, dim=-1)
 
         # eq. (4) attention weighting P_{t|k} = a^k_t, a^k = softmax(tanh(X W_{k|1}) W_{k|2}),
         # positional embeddings added to X; all K slots at once (see attention_scores)
@@ -160,9 +174,12 @@ class SINE(SequenceEncoder):
         b = torch.softmax(b.masked_fill(padded, -math.inf), dim=1)
         C_apt = self.ln4((b.transpose(1, 2) @ X_hat).squeeze(1))  # [B, D]
 
-        # eq. (7) e_k = softmax_k(cos(C_apt, phi^k) / tau)
-        cosine = F.normalize(interests, dim=-1) @ F.normalize(C_apt, dim=-1).unsqueeze(-1)
-        e = torch.softmax(cosine.squeeze(-1) / cfg.tau, dim=-1)  # [B, K]
+        # eq. (7) e_k = softmax_k(sim(C_apt, phi^k) / tau), sim = cosine or C_apt^T phi^k
+        if cfg.aggregation == "cosine":
+            similarity = F.normalize(interests, dim=-1) @ F.normalize(C_apt, dim=-1).unsqueeze(-1)
+        else:
+            similarity = interests @ C_apt.unsqueeze(-1)  # [B, K, 1]
+        e = torch.softmax(similarity.squeeze(-1) / cfg.tau, dim=-1)  # [B, K]
 
         # eq. (8) v^u = sum_k e_k phi^k
         user_vector = (e.unsqueeze(1) @ interests).squeeze(1)  # [B, D]

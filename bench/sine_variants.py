@@ -1,0 +1,423 @@
+"""SINE variants side by side: eq. (7) as printed or by cosine, eq. (3)'s temperature, bf16.
+
+    python bench/sine_variants.py --data ../shared/data --datasets ml-100k --seeds 0 \\
+        --jobs 2 --device cpu --epochs 1                                  # smoke test
+    python bench/sine_variants.py --data data --device cuda --jobs 12 --threads 1 \\
+        --deadline-s 330                                                  # the GPU grid
+
+Each (dataset, variant, seed) is one training run in its own process (`--jobs` at a
+time, each with `--threads` torch threads), so a run can be stopped without losing the
+others. A run that passes `--run-cap-s`, and every run still going at `--deadline-s`
+(counted from the start), gets SIGINT: training stops at its best epoch so far and the
+run is recorded with status "capped" or "deadline"; one that does not exit within
+`--grace-s` more is killed. Only runs with status "finished" enter the averages.
+
+Results go to a JSON-lines file, one line per run as it ends (a killed benchmark keeps
+every finished run; a second invocation skips the keys already finished), with each
+run's per-epoch validation history, so stopping rules can be replayed offline. The
+summary (JSON and markdown next to it) gives per dataset and variant the mean +- sample
+standard deviation over finished seeds (no spread for a single seed): HR/NDCG@20/50 for
+both ranking protocols, epochs (best epoch), the mean top aggregation weight max_k e_k,
+the assignment sharpness mean max_k P(k|t) over real clicks, the active prototypes, and
+seconds per run.
+
+Needs only torch, numpy, pandas, tqdm and matplotlib (it calls the training function,
+not the `sine` CLI, whose typer is not needed). Settings are bench/accuracy.py's (D = 64,
+batch 256, n = 20, full softmax, K = 4, L = 500) with fp32 products unless a variant says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DATASETS = ("beauty", "video", "toys", "ml-100k")
+BASE = {"dim": 64, "batch_size": 256, "max_len": 20, "loss": "full", "precision": "fp32"}
+"""Every run's settings (bench/accuracy.py's), before its variant's."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    # today's model: eq. (7) by cosine / tau, eq. (3) a plain cosine
+    "cosine": {"model": "sine", "aggregation": "cosine", "assignment_tau": 1.0},
+    # eq. (7) as the paper prints it: C_apt^T phi^k / tau
+    "dot": {"model": "sine", "aggregation": "dot", "assignment_tau": 1.0},
+    # a temperature on eq. (3)'s cosine, so that P(k|t) can approach one-hot
+    "cosine-a0.2": {"model": "sine", "aggregation": "cosine", "assignment_tau": 0.2},
+    "dot-a0.2": {"model": "sine", "aggregation": "dot", "assignment_tau": 0.2},
+    "cosine-a0.05": {"model": "sine", "aggregation": "cosine", "assignment_tau": 0.05},
+    # today's model with bf16 catalog products (softmax and loss in fp32)
+    "cosine-bf16": {"model": "sine", "aggregation": "cosine", "assignment_tau": 1.0,
+                    "precision": "bf16"},
+    "sasrec": {"model": "sasrec"},
+}
+DEFAULT_VARIANTS = ("cosine", "dot", "cosine-a0.2", "dot-a0.2", "cosine-bf16", "sasrec")
+METRICS = ("hr@20", "hr@50", "ndcg@20", "ndcg@50")
+PROTOCOLS = {"test_history_kept": "history kept", "test": "history removed"}
+FINISHED = "finished"
+
+log = logging.getLogger("sine.bench")
+
+
+@dataclass
+class Job:
+    dataset: str
+    path: Path
+    variant: str
+    seed: int
+    settings: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.variant}/seed{self.seed}"
+
+
+@dataclass
+class Running:
+    job: Job
+    process: Any  # multiprocessing.Process
+    result_file: Path
+    started: float
+    stop_reason: str | None = None  # "capped" or "deadline" once SIGINT was sent
+    stop_sent: float = 0.0
+    killed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """A registered name, or NAME:key=value,key=value for an ad-hoc variant."""
+    if spec in VARIANTS:
+        return spec, dict(VARIANTS[spec])
+    name, _, rest = spec.partition(":")
+    if not rest:
+        raise SystemExit(f"unknown variant {spec!r}: one of {', '.join(VARIANTS)} "
+                         "or NAME:key=value,key=value")
+    settings: dict[str, Any] = {"model": "sine"}
+    for item in rest.split(","):
+        key, _, value = item.partition("=")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return name, settings
+
+
+def worker(job: Job, base: dict[str, Any], result_file: Path, log_file: Path) -> None:
+    """One training run in a child process; writes its record to `result_file`."""
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("sine")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (tqdm, warnings)
+    started = time.perf_counter()
+    record: dict[str, Any] = {"key": job.key, "dataset": job.dataset, "variant": job.variant,
+                              "seed": job.seed, "settings": {**base, **job.settings}}
+    try:
+        from trainer.config import TrainConfig
+        from trainer.run import load_data, train_split
+
+        config = TrainConfig(**{**base, **job.settings, "seed": job.seed})
+        data = load_data(job.path, config)
+        with tempfile.TemporaryDirectory(prefix="sine-variant-") as tmp:
+            metrics = train_split(data, {"path": str(job.path)}, Path(tmp) / "run", config)
+        record.update({
+            "status": "interrupted" if metrics.get("interrupted") else FINISHED,
+            **{k: metrics[k] for k in ("valid", "test", "test_history_kept", "epochs",
+                                       "best_epoch", "train_seconds", "examples_per_second",
+                                       "bf16_products", "device", "threads", "torch",
+                                       "commit", "history")},
+            "concepts": {k: v for k, v in metrics.get("concepts", {}).items()
+                         if k != "concept_counts"},
+        })
+    except KeyboardInterrupt:  # stopped before or after training proper: no metrics
+        record["status"] = "interrupted"
+    except Exception as exc:  # recorded, and the grid goes on
+        logger.exception("run failed")
+        record.update({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    tmp_file = result_file.with_suffix(".tmp")
+    tmp_file.write_text(json.dumps(record))
+    os.replace(tmp_file, result_file)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a line cut short by a kill
+                continue
+    return records
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any]) -> None:
+    """Run `jobs`, at most args.jobs at a time, until done or past the deadline."""
+    from tqdm import tqdm
+
+    context = mp.get_context("spawn")  # no inherited torch/CUDA state in the children
+    scratch = Path(tempfile.mkdtemp(prefix="sine-variants-"))
+    logs = args.logs
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    deadline = start + args.deadline_s if args.deadline_s else float("inf")
+    pending = list(jobs)
+    running: list[Running] = []
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", file=sys.stdout)
+    stopping = False
+    try:
+        while pending or running:
+            now = time.monotonic()
+            if now >= deadline and not stopping:
+                stopping = True
+                log.warning("deadline: stopping %d running, %d not started",
+                            len(running), len(pending))
+            for r in running:
+                reason = "deadline" if stopping else (
+                    "capped" if args.run_cap_s and now - r.started > args.run_cap_s else None)
+                if reason and r.stop_reason is None:
+                    r.stop_reason, r.stop_sent = reason, now
+                    os.kill(r.process.pid, signal.SIGINT)
+                elif r.stop_reason and not r.killed and now - r.stop_sent > args.grace_s:
+                    r.process.kill()
+                    r.killed = True
+            for r in [r for r in running if not r.process.is_alive()]:
+                r.process.join()
+                running.remove(r)
+                record = finish_record(r, time.monotonic())
+                append_jsonl(args.out, record)
+                bar.update(1)
+                bar.write(summary_line(record))
+            if stopping:
+                for job in pending:
+                    append_jsonl(args.out, {"key": job.key, "dataset": job.dataset,
+                                            "variant": job.variant, "seed": job.seed,
+                                            "status": "not_started"})
+                    bar.update(1)
+                pending = []
+            too_late = deadline - time.monotonic() < args.min_start_s
+            while pending and len(running) < args.jobs and not stopping and not too_late:
+                job = pending.pop(0)
+                result_file = scratch / (job.key.replace("/", "__") + ".json")
+                log_file = logs / (job.key.replace("/", "__") + ".log")
+                process = context.Process(target=worker, args=(job, base, result_file, log_file),
+                                          daemon=False)
+                process.start()
+                running.append(Running(job, process, result_file, time.monotonic()))
+            if pending and too_late and not running:
+                stopping = True
+                continue
+            time.sleep(0.5)
+    except KeyboardInterrupt:  # Ctrl-C reached the children too: collect what they write
+        log.warning("interrupted: collecting %d running runs", len(running))
+        for r in running:
+            r.stop_reason = r.stop_reason or "interrupted"
+            r.process.join(args.grace_s)
+            if r.process.is_alive():
+                r.process.kill()
+                r.killed = True
+                r.process.join()
+            append_jsonl(args.out, finish_record(r, time.monotonic()))
+    finally:
+        bar.close()
+
+
+def finish_record(r: Running, now: float) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    if r.result_file.exists():
+        record = json.loads(r.result_file.read_text())
+        r.result_file.unlink()
+    else:
+        record = {"key": r.job.key, "dataset": r.job.dataset, "variant": r.job.variant,
+                  "seed": r.job.seed, "status": "failed",
+                  "error": f"worker exited with code {r.process.exitcode} and no result"}
+    if r.stop_reason:  # stopped by us: never averaged in, whatever the worker said
+        record["status"] = r.stop_reason if not r.killed else f"{r.stop_reason} (killed)"
+    record["wall_seconds"] = round(now - r.started, 2)
+    return record
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    line = f"{record['key']}: {record['status']} in {record.get('wall_seconds', 0):.0f} s"
+    if "test_history_kept" in record:
+        kept = record["test_history_kept"]
+        line += (f", hr@50 {kept['hr@50']:.4f} (history kept), epochs {record['epochs']} "
+                 f"(best {record['best_epoch']})")
+    if record.get("error"):
+        line += f": {record['error']}"
+    return line
+
+
+def mean_spread(values: list[float]) -> dict[str, float | None]:
+    return {"mean": statistics.mean(values),
+            "spread": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per (dataset, variant): mean and spread over the finished seeds (latest record of each)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest[record["key"]] = record
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in latest.values():
+        groups.setdefault((record["dataset"], record["variant"]), []).append(record)
+    rows = []
+    for (dataset, variant), group in sorted(groups.items()):
+        done = [r for r in group if r["status"] == FINISHED]
+        row: dict[str, Any] = {
+            "dataset": dataset, "variant": variant,
+            "settings": (done or group)[0].get("settings"),
+            "seeds": sorted(r["seed"] for r in done),
+            "excluded": {r["key"]: r["status"] for r in group if r["status"] != FINISHED},
+        }
+        if done:
+            for protocol in PROTOCOLS:
+                row[protocol] = {m: mean_spread([r[protocol][m] for r in done]) for m in METRICS}
+            row["epochs"] = mean_spread([r["epochs"] for r in done])
+            row["best_epoch"] = mean_spread([r["best_epoch"] for r in done])
+            row["seconds"] = mean_spread([r["wall_seconds"] for r in done])
+            for name in ("top_interest_weight", "assignment_sharpness", "distinct_concepts"):
+                values = [r["concepts"][name] for r in done if name in r.get("concepts", {})]
+                if values:
+                    row[name] = mean_spread(values)
+        rows.append(row)
+    return {"rows": rows, "runs": len(latest),
+            "finished": sum(r["status"] == FINISHED for r in latest.values())}
+
+
+def fmt(cell: dict[str, float | None] | None, digits: int = 4) -> str:
+    if not cell:
+        return "-"
+    text = f"{cell['mean']:.{digits}f}"
+    return text if cell["spread"] is None else f"{text} ± {cell['spread']:.{digits}f}"
+
+
+def markdown(summary: dict[str, Any], header: str) -> str:
+    lines = [header, "",
+             f"{summary['finished']} of {summary['runs']} runs finished; mean ± sample standard "
+             "deviation over finished seeds (a single seed shows no spread). Runs that were "
+             "capped, stopped at the deadline, failed or never started are listed, not averaged.",
+             ""]
+    for protocol, title in PROTOCOLS.items():
+        lines += [f"### Test, {title}", "",
+                  "| dataset | variant | seeds | " + " | ".join(METRICS) + " |",
+                  "| --- | --- | --- | " + " | ".join("---:" for _ in METRICS) + " |"]
+        for row in summary["rows"]:
+            cells = [fmt(row.get(protocol, {}).get(m)) for m in METRICS]
+            seeds = ",".join(map(str, row["seeds"])) or "none"
+            lines.append(f"| {row['dataset']} | {row['variant']} | {seeds} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### Interests and cost", "",
+              "| dataset | variant | epochs | best epoch | top aggregation weight | "
+              "assignment sharpness | active prototypes | seconds per run | excluded runs |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for row in summary["rows"]:
+        excluded = ", ".join(f"{k.rsplit('/', 1)[1]}: {v}" for k, v in row["excluded"].items())
+        lines.append(
+            f"| {row['dataset']} | {row['variant']} | {fmt(row.get('epochs'), 1)} | "
+            f"{fmt(row.get('best_epoch'), 1)} | {fmt(row.get('top_interest_weight'), 3)} | "
+            f"{fmt(row.get('assignment_sharpness'), 3)} | "
+            f"{fmt(row.get('distinct_concepts'), 0)} | {fmt(row.get('seconds'), 0)} | "
+            f"{excluded or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path, header: str) -> str:
+    from sine.atomic import atomic_write
+
+    summary = summarise(read_jsonl(out))
+    text = markdown(summary, header)
+    atomic_write(out.with_suffix(".summary.json"), json.dumps(summary, indent=2))
+    atomic_write(out.with_suffix(".md"), text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder of DATASET.csv.gz files")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
+                        help="names in --data, or paths to logs")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        help=f"of {', '.join(VARIANTS)}, or NAME:key=value,key=value")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs per run")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience")
+    parser.add_argument("--run-cap-s", type=float, default=0.0,
+                        help="stop a run after this many seconds (status capped); 0 = none")
+    parser.add_argument("--deadline-s", type=float, default=0.0,
+                        help="stop everything this many seconds after the start; 0 = none")
+    parser.add_argument("--grace-s", type=float, default=30.0,
+                        help="seconds a stopped run gets to write its record before a kill")
+    parser.add_argument("--min-start-s", type=float, default=30.0,
+                        help="start no run with less than this left before the deadline")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sine_variants.jsonl")
+    parser.add_argument("--logs", type=Path, default=ROOT / "runs" / "sine_variants_logs",
+                        help="folder for each run's training log")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only rewrite the summary of --out")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    header = "# SINE variants (bench/sine_variants.py)"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.summary_only:
+        print(write_summary(args.out, header))
+        return
+
+    base = dict(BASE, device=args.device, threads=args.threads)
+    if args.epochs:
+        base["epochs"] = args.epochs
+    if args.patience:
+        base["patience"] = args.patience
+    variants = [parse_variant(v) for v in args.variants]
+    paths = {}
+    for name in args.datasets:
+        path = Path(name) if name.endswith((".gz", ".csv", ".parquet", ".tsv")) else \
+            args.data / f"{name}.csv.gz"
+        if not path.is_file():
+            raise SystemExit(f"{path}: dataset not found (--data names the folder)")
+        paths[path.name.split(".")[0]] = path
+    done = {r["key"] for r in read_jsonl(args.out) if r.get("status") == FINISHED}
+    # seed-major order: a grid cut short by the deadline has every variant on every dataset
+    jobs = [Job(dataset, path, name, seed, settings)
+            for seed in args.seeds for dataset, path in paths.items()
+            for name, settings in variants]
+    todo = [job for job in jobs if job.key not in done]
+    log.info("%d runs (%d finished already in %s), %d at a time on %s, %d threads each",
+             len(todo), len(jobs) - len(todo), args.out, args.jobs, args.device, args.threads)
+    run_grid(todo, args, base)
+    print(write_summary(args.out, header))
+
+
+if __name__ == "__main__":
+    main()
