@@ -49,13 +49,26 @@ class FitResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto`; a device this machine cannot use is a one-line
+    SineError (not a traceback from deep inside the first CUDA call)."""
+    from sine.errors import SineError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from sine.errors import SineError
-
-        raise SineError("--device cuda was asked for, but torch sees no CUDA device")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SineError(f"--device must be cpu, cuda, cuda:N or auto, not {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SineError(f"--device {name}: only cpu and cuda devices are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SineError(f"--device {name} was asked for, but torch sees no CUDA device "
+                            f"(torch {torch.__version__}; try --device cpu)")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise SineError(f"--device {name}: torch sees {count} CUDA device(s), "
+                            f"cuda:0 to cuda:{count - 1}")
     return device
 
 
@@ -90,6 +103,18 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     return config.precision == "bf16"
 
 
+AUTOCAST_ENCODER_ON_CUDA = False
+"""Whether bf16 training on CUDA also runs the encoder under `torch.autocast`.
+
+Off: at the paper's batch of 128 and D = 128 a step is a few hundred small kernels, the
+GPU waits on their launches rather than on arithmetic, and autocast only adds casting
+kernels. `bench/gpu_check.py` times both; see bench/results/gpu_check.md."""
+
+
+def use_autocast(bf16: bool, device: torch.device) -> bool:
+    return bf16 and device.type == "cuda" and AUTOCAST_ENCODER_ON_CUDA
+
+
 def epoch_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
                   bucketed: bool) -> list[torch.Tensor]:
     """One epoch of example indices, split into batches, in random order.
@@ -108,6 +133,51 @@ def epoch_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Gener
         batches.extend(ranked.split(batch_size))
     shuffle = torch.randperm(len(batches), generator=generator)
     return [batches[i] for i in shuffle]
+
+
+def epoch_plan(lengths: torch.Tensor, config: TrainConfig, generator: torch.Generator,
+               device: torch.device) -> list[tuple[torch.Tensor, int]]:
+    """One epoch as (example indices on `device`, columns to keep) per batch.
+
+    The indices of the whole epoch go to the device in one (pinned, non-blocking) copy:
+    a copy per step from ordinary memory would make the host wait for the GPU at every
+    step. Widths come from the lengths on the host, so no step reads the device either.
+    """
+    batches = epoch_batches(lengths, config.batch_size, generator, config.length_buckets)
+    if config.length_buckets:
+        widths = [int(lengths[batch].max()) for batch in batches]
+    else:
+        widths = [config.max_len] * len(batches)
+    flat = torch.cat(batches)
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    return list(zip(flat.split([len(batch) for batch in batches]), widths, strict=True))
+
+
+def train_step(model: SequenceEncoder, optimizer: torch.optim.Optimizer, likelihood: Callable,
+               clicks: torch.Tensor, targets: torch.Tensor, bf16: bool,
+               autocast: bool = False) -> torch.Tensor:
+    """One optimisation step; returns the loss as a device tensor (reading it syncs)."""
+    with torch.autocast(clicks.device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = model(clicks)
+    loss = likelihood(out.user_vector, model.item_table(), targets, bf16)
+    loss = loss + model.regularization()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def make_likelihood(config: TrainConfig, data: SplitData, generator: torch.Generator) -> Callable:
+    if loss_kind(config, data.num_items) == "full":
+        return full_softmax_loss
+    return SampledSoftmax(data.train_item_counts(), config.negatives, generator)
+
+
+def make_optimizer(model: SequenceEncoder, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            fused=True)
 
 
 def fit(
@@ -129,20 +199,17 @@ def fit(
 
     kind = loss_kind(config, data.num_items)
     bf16 = use_bf16(config, device)
-    if kind == "full":
-        likelihood = full_softmax_loss
-    else:
-        likelihood = SampledSoftmax(data.train_item_counts(), config.negatives, generator)
+    autocast = use_autocast(bf16, device)
+    likelihood = make_likelihood(config, data, generator)
     log.info(
-        "training %s on %s examples (%s items, %s softmax%s), batch %d, device %s",
+        "training %s on %s examples (%s items, %s softmax%s%s), batch %d, device %s",
         config.model, f"{num_examples:,}", f"{data.num_items:,}", kind,
-        ", bf16 products" if bf16 and kind == "full" else "", config.batch_size, device,
+        ", bf16 products" if bf16 and kind == "full" else "",
+        ", bf16 autocast" if autocast else "", config.batch_size, device,
     )
 
     model.to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-    )
+    optimizer = make_optimizer(model, config)
     result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
     best_score, best_state, stale = -math.inf, None, 0
     train_seconds = 0.0
@@ -151,29 +218,26 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
-            batches = epoch_batches(lengths, config.batch_size, generator, config.length_buckets)
+            plan = epoch_plan(lengths, config, generator, device)
             total_loss = torch.zeros((), device=device)
             bar = tqdm(
                 total=num_examples, desc=f"epoch {epoch}", unit="ex", unit_scale=True,
                 leave=False, file=sys.stderr, disable=None, mininterval=0.5,
             )
-            for step, batch in enumerate(batches):
-                width = int(lengths[batch].max()) if config.length_buckets else config.max_len
-                batch = batch.to(device)
-                out = model(inputs[batch, -width:])
-                loss = likelihood(out.user_vector, model.item_table(), targets[batch], bf16)
-                loss = loss + model.regularization()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.detach()
-                if bar.disable is False and step % 20 == 0:
-                    elapsed = time.perf_counter() - epoch_start
-                    bar.set_postfix(loss=f"{loss.item():.4f}",
-                                    ex_s=f"{(step + 1) * config.batch_size / elapsed:,.0f}")
+            shown = epoch_start
+            for step, (batch, width) in enumerate(plan):
+                loss = train_step(model, optimizer, likelihood, inputs[batch, -width:],
+                                  targets[batch], bf16, autocast)
+                total_loss += loss
                 bar.update(len(batch))
+                # reading the loss waits for the device: at most every 2 s, and only
+                # when a bar is on screen
+                if bar.disable is False and time.perf_counter() - shown > 2.0:
+                    shown = time.perf_counter()
+                    bar.set_postfix(loss=f"{loss.item():.4f}",
+                                    ex_s=f"{(step + 1) * config.batch_size / (shown - epoch_start):,.0f}")
             bar.close()
-            mean_loss = float(total_loss) / len(batches)
+            mean_loss = float(total_loss) / len(plan)  # waits for the epoch's last step
             epoch_seconds = time.perf_counter() - epoch_start
             train_seconds += epoch_seconds
 

@@ -87,8 +87,12 @@ class SampledSoftmax:
                  low_precision: bool = False) -> torch.Tensor:
         device = user_vector.device
         sampled = torch.multinomial(self.q, self.negatives, replacement=True, generator=self.generator)
-        sampled = sampled.to(device) + 1  # item indices
-        log_q = self.log_q.to(device)
+        if device.type == "cuda":  # drawn on the host (seeded); copied without a sync
+            sampled = sampled.pin_memory().to(device, non_blocking=True)
+        sampled = sampled + 1  # item indices
+        if self.log_q.device != device:  # moved once, not at every step
+            self.log_q = self.log_q.to(device)
+        log_q = self.log_q
         correction = float(np.log(self.negatives))
         positive = (user_vector * table[targets]).sum(-1)  # exact: counted once, as in Z
         negative = user_vector @ table[sampled].T - (log_q[sampled - 1] + correction)  # [B, S]

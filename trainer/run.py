@@ -108,6 +108,7 @@ def train_run(
     sep: str | None = None,
 ) -> dict[str, Any]:
     """Train `config.model` on the log at `data_path`; write and return its metrics."""
+    resolve_device(config.device)  # a device this machine lacks fails before the log is read
     data = load_data(data_path, config, columns, sep)
     source = {"path": str(data_path), "sep": sep,
               "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp}}
