@@ -72,9 +72,10 @@ def synchronize(device: torch.device) -> None:
 
 def throughput(model: str, data, device: torch.device, precision: str, autocast: bool,
                batch_size: int, steps: int, warmup: int, max_seconds: float,
-               compile: bool = False) -> dict[str, Any]:
-    """Examples/s over `steps` optimisation steps after `warmup` untimed ones."""
-    config = TrainConfig(model=model, precision=precision, batch_size=batch_size, seed=0)
+               compile: bool = False, **settings: Any) -> dict[str, Any]:
+    """Examples/s over `steps` optimisation steps after `warmup` untimed ones (the same
+    batches whatever the device: seed 0); `settings` are further TrainConfig fields."""
+    config = TrainConfig(model=model, precision=precision, batch_size=batch_size, seed=0, **settings)
     seed_everything(0)
     encoder = build_encoder(model, model_config(config, data.num_items)).to(device).train()
     if compile:  # fused kernels, shapes left dynamic (widths vary with length buckets)

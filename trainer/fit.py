@@ -30,6 +30,7 @@ from trainer.diagnostics import concept_usage
 from trainer.evaluate import rank_targets
 from trainer.loss import SampledSoftmax, full_softmax_loss
 from trainer.models import SINE, SequenceEncoder
+from trainer.stopping import StoppingRule
 
 log = logging.getLogger("sine.train")
 
@@ -186,8 +187,13 @@ def fit(
     config: TrainConfig,
     device: torch.device,
     on_improvement: Callable[[SequenceEncoder, int], None] | None = None,
+    score_start: bool = False,
 ) -> FitResult:
-    """Train `model` in place; on return it holds the weights of the best epoch."""
+    """Train `model` in place; on return it holds the weights of the best epoch.
+
+    With `score_start` (a warm start) the weights as given are validated first, as
+    epoch 0: they are kept when no epoch of training beats them.
+    """
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     inputs_np, targets_np = data.training_examples(config.max_len)
@@ -211,8 +217,31 @@ def fit(
     model.to(device)
     optimizer = make_optimizer(model, config)
     result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
-    best_score, best_state, stale = -math.inf, None, 0
+    rule = StoppingRule(config.patience, config.stop_decline, config.stop_decline_epochs)
+    best_score, best_state, scores = -math.inf, None, []
     train_seconds = 0.0
+
+    def validate(record: dict[str, Any]) -> bool:
+        """Score the model on the validation targets; keep it if it is the best yet."""
+        nonlocal best_score, best_state
+        model.eval()
+        record["valid"] = ranking_metrics(rank_targets(scorer_of(model), valid, device=device))
+        if isinstance(model, SINE):
+            record["concepts"] = concept_usage(model, valid.inputs, device=device)
+        result.history.append(record)
+        scores.append(record["valid"][SELECTION_METRIC])
+        improved = scores[-1] > best_score
+        if improved:
+            best_score = scores[-1]
+            best_state = copy.deepcopy(model.state_dict())
+            result.best_epoch = record["epoch"]
+            if on_improvement is not None:
+                on_improvement(model, record["epoch"])
+        log.info(_epoch_line(record, improved))
+        return improved
+
+    if score_start:
+        validate({"epoch": 0, "loss": None, "seconds": 0.0, "examples_per_second": 0.0})
 
     try:
         for epoch in range(1, config.epochs + 1):
@@ -241,36 +270,17 @@ def fit(
             epoch_seconds = time.perf_counter() - epoch_start
             train_seconds += epoch_seconds
 
-            model.eval()
-            metrics = ranking_metrics(rank_targets(scorer_of(model), valid, device=device))
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "loss": mean_loss,
-                "seconds": epoch_seconds,
-                "examples_per_second": num_examples / epoch_seconds,
-                "valid": metrics,
-            }
-            if isinstance(model, SINE):
-                usage = concept_usage(model, valid.inputs, device=device)
-                record["concepts"] = usage
-            result.history.append(record)
+            validate({"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds,
+                      "examples_per_second": num_examples / epoch_seconds})
             result.epochs = epoch
-
-            improved = metrics[SELECTION_METRIC] > best_score
-            if improved:
-                best_score, stale = metrics[SELECTION_METRIC], 0
-                best_state = copy.deepcopy(model.state_dict())
-                result.best_epoch = epoch
-                if on_improvement is not None:
-                    on_improvement(model, epoch)
-            else:
-                stale += 1
-            log.info(_epoch_line(record, improved))
             if not math.isfinite(mean_loss):
                 log.warning("loss is not finite; stopping (lower --lr?)")
                 break
-            if stale >= config.patience:
-                log.info("no better validation %s for %d epochs: stopping", SELECTION_METRIC, stale)
+            if rule.should_stop(scores):
+                stale = len(scores) - 1 - scores.index(best_score)
+                log.info("no better validation %s for %d epochs%s: stopping", SELECTION_METRIC,
+                         stale, "" if stale >= rule.patience else
+                         f" and {rule.decline_epochs} in a row {rule.decline:.0%} below the best")
                 break
     except KeyboardInterrupt:
         result.interrupted = True
@@ -298,12 +308,13 @@ def scorer_of(model: SequenceEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _epoch_line(record: dict[str, Any], improved: bool) -> str:
     valid = record["valid"]
-    line = (
-        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  "
-        f"{record['examples_per_second']:,.0f} ex/s  "
-        f"valid ndcg@10 {valid['ndcg@10']:.4f} hr@10 {valid['hr@10']:.4f} "
-        f"hr@50 {valid['hr@50']:.4f}"
-    )
+    if record["loss"] is None:  # epoch 0: the warm-start weights, before any training
+        line = "epoch   0  (warm start, untrained)  "
+    else:
+        line = (f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  "
+                f"{record['examples_per_second']:,.0f} ex/s  ")
+    line += (f"valid ndcg@10 {valid['ndcg@10']:.4f} hr@10 {valid['hr@10']:.4f} "
+             f"hr@50 {valid['hr@50']:.4f}")
     if "concepts" in record:
         c = record["concepts"]
         line += (f"  concepts used {c['distinct_concepts']} "
