@@ -39,6 +39,26 @@ def convert(log: Path, workdir: Path, name: str) -> None:
             dst.write("\t".join(line.strip().split(",")[:3]) + "\n")
 
 
+class FirstBatches:
+    """Batches `skip` .. `skip + count` of a RecBole loader, as a loader its trainer takes."""
+
+    def __init__(self, loader, skip: int, count: int):
+        self.loader, self.skip, self.count = loader, skip, count
+        self.shuffle = loader.shuffle
+        self.sampler = getattr(loader, "sampler", None)
+
+    def __iter__(self):
+        import itertools
+
+        batches = itertools.islice(iter(self.loader), self.skip, self.skip + self.count)
+        if self.skip + self.count > len(self.loader):
+            raise SystemExit(f"the loader has {len(self.loader)} batches: lower --steps")
+        return batches
+
+    def __len__(self) -> int:
+        return self.count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,6 +70,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timed-epochs", type=int, default=1,
                         help="epochs to time when --epochs 1 (the median is reported)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="time this many batches (after --warmup) instead of whole epochs")
+    parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -86,7 +109,17 @@ def main() -> None:
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         result: dict = {"library": "recbole 1.2.1", "model": args.model, "dataset": str(args.data),
                         "threads": args.threads, "train_examples": len(train_data.dataset)}
-        if args.epochs == 1:
+        if args.epochs == 1 and args.steps:
+            # RecBole's own epoch loop over the first warm-up + steps batches only
+            trainer._train_epoch(FirstBatches(train_data, 0, args.warmup), epoch_idx=0, show_progress=False)
+            start = time.perf_counter()
+            trainer._train_epoch(FirstBatches(train_data, args.warmup, args.steps), epoch_idx=0,
+                                 show_progress=False)
+            seconds = time.perf_counter() - start
+            examples = args.steps * config["train_batch_size"]
+            result.update(epoch_seconds=[seconds], epoch_seconds_median=seconds, timed_examples=examples,
+                          timed_steps=args.steps, examples_per_second=examples / seconds)
+        elif args.epochs == 1:
             times = []
             for epoch in range(args.timed_epochs):
                 start = time.perf_counter()
@@ -96,6 +129,7 @@ def main() -> None:
             result["epoch_seconds"] = times
             result["epoch_seconds_median"] = times[len(times) // 2]
             result["examples_per_second"] = result["train_examples"] / result["epoch_seconds_median"]
+            result["timed_examples"] = result["train_examples"]
         else:
             start = time.perf_counter()
             trainer.fit(train_data, valid_data, saved=True, show_progress=False)

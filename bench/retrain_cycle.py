@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="the trained run that is live")
     parser.add_argument("--log", type=Path, required=True, help="its base interaction log")
     parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--retrain-args", default="",
+                        help="extra `sine retrain` options, e.g. \"--warm-start --warm-recent 5\"")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrain.json")
     args = parser.parse_args()
     sine = [sys.executable, "-m", "sine_cli"]
@@ -85,8 +87,9 @@ def main() -> None:
             stored = record_events(redis.url, args.log, args.events)
             env = {**os.environ, "SINE_REDIS_URL": redis.url}
             started = time.perf_counter()
+            load_before = os.getloadavg()
             process = subprocess.run([*sine, "retrain", "--data-dir", str(data_dir), "--store", str(store),
-                                      "--base-log", str(args.log)], env=env)
+                                      "--base-log", str(args.log), *args.retrain_args.split()], env=env)
             wall = time.perf_counter() - started
         finally:
             redis.stop()
@@ -97,14 +100,18 @@ def main() -> None:
         "setup_seconds": round(setup_seconds, 1),
         "steps": {name: {k: v for k, v in step.items() if k in ("seconds", "status", "events", "clicks",
                                                               "epochs", "best_epoch", "promote", "reason",
-                                                              "type", "recall")}
+                                                              "type", "recall", "train_examples",
+                                                              "valid_ndcg10", "warm_start")}
                   for name, step in report["steps"].items()},
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "retrain_args": args.retrain_args,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    lines = [f"`sine retrain` on {args.log.name} + {stored:,} recorded events, {os.cpu_count()} cores: "
-             f"**{result['status']}** (exit {result['exit_code']}) in {wall / 60:.1f} min wall time.", "",
+    lines = [f"`sine retrain {args.retrain_args}` on {args.log.name} + {stored:,} recorded events, "
+             f"{os.cpu_count()} cores: **{result['status']}** (exit {result['exit_code']}) in {wall / 60:.1f} min "
+             f"wall time; load average {load_before[0]:.1f} before, {result['load_average_after'][0]:.1f} after "
+             "(1 min; a shared machine).", "",
              "| step | seconds | detail |", "| --- | ---: | --- |"]
     for name, step in result["steps"].items():
         detail = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("seconds", "status"))

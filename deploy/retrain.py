@@ -3,8 +3,11 @@
 1. **Export** new click events from the Redis stream to the event store (exactly once,
    see deploy/events.py).
 2. **Train** on the base log plus every stored event, with the live model's training
-   options unless a config file or flags say otherwise (optionally warm-started from
-   the live model's run).
+   options unless a config file or flags say otherwise. With a warm start the candidate
+   begins from the live model's run (known items keep their rows, new items get fresh
+   ones, every other weight is carried), trains with its own epochs and patience on the
+   stored events plus each user's last `warm_recent` clicks (trainer/recent.py), and
+   its untrained starting point is scored too (kept if no epoch beats it).
 3. **Gate**: the candidate is exported as a bundle and scored, as served, on the same
    validation split as the live bundle; it is promoted only if its metric (default
    NDCG@10) is not worse than the live one's by more than the margin. A refused
@@ -65,6 +68,11 @@ class RetrainSettings:
     margin: float = 0.001
     keep: int = 5
     warm_start: bool = False
+    warm_recent: int = 5
+    """A warm start trains on each user's last this many training clicks, plus every
+    stored event (trainer/recent.py); 0: on the whole log."""
+    warm_epochs: int = 5
+    warm_patience: int = 1
     config_file: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     index_type: str = "auto"
@@ -107,6 +115,12 @@ def exclusive(data_dir: Path) -> Iterator[bool]:
 
 def load_frame(settings: RetrainSettings) -> tuple[pd.DataFrame, int]:
     """Base log + stored events, sorted by user then time; and the number of events."""
+    frame, events = load_frame_and_events(settings)
+    return frame, len(events)
+
+
+def load_frame_and_events(settings: RetrainSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Base log + stored events, sorted by user then time; and the events alone."""
     frames = []
     if settings.base_log is not None:
         frames.append(read_log(settings.base_log, settings.columns)[[USER, ITEM, TIME]])
@@ -116,7 +130,7 @@ def load_frame(settings: RetrainSettings) -> tuple[pd.DataFrame, int]:
     if frame.empty:
         raise SineError("nothing to train on: no base log and no stored events")
     frame = frame.sort_values([USER, TIME], kind="stable").reset_index(drop=True)
-    return frame, len(events)
+    return frame, events
 
 
 def training_config(settings: RetrainSettings, live: Bundle | None):
@@ -132,7 +146,8 @@ def training_config(settings: RetrainSettings, live: Bundle | None):
     if settings.warm_start and live is not None and "run" in live.manifest:
         run_path = Path(live.manifest["run"].get("path", ""))
         if run_path.is_dir():
-            values["init_from"] = str(run_path)
+            values.update(init_from=str(run_path), epochs=settings.warm_epochs,
+                          patience=settings.warm_patience)
         else:
             log.warning("warm start asked for, but the live model's run %s is gone: cold start", run_path)
     values.update(settings.overrides)
@@ -173,6 +188,7 @@ def run_retrain(settings: RetrainSettings,
 def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transform) -> None:
     from index_builder.build import build_for_bundle
     from trainer.export import export_bundle
+    from trainer.recent import recent_only
     from trainer.run import train_split
 
     # candidates of runs that were killed are garbage now (we hold the lock: none is in use)
@@ -194,18 +210,25 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
             step.update(skipped="no Redis configured")
 
     with Step(report, "train") as step:
-        frame, events = load_frame(settings)
+        frame, new_events = load_frame_and_events(settings)
+        events = len(new_events)
         config = training_config(settings, live)
         data = leave_one_out(filter_min_counts(frame, config.min_item_count, config.min_user_count))
         train_data = data
         if transform is not None:  # the gate below still scores on the untouched split
             train_data = leave_one_out(filter_min_counts(transform(frame), config.min_item_count,
                                                          config.min_user_count))
+        if config.init_from and settings.warm_recent > 0:
+            per_user = new_events[USER].value_counts()
+            extra = per_user.reindex(train_data.user_ids, fill_value=0).to_numpy(dtype="int64")
+            train_data = recent_only(train_data, settings.warm_recent, extra)
         run_dir = settings.data_dir / "runs" / stamp
         source = {"path": f"{settings.base_log} + {events} stored events", "events": events}
         metrics = train_split(train_data, source, run_dir, config)
         step.update(run=str(run_dir), clicks=len(frame), events=events, epochs=metrics["epochs"],
-                    best_epoch=metrics["best_epoch"], warm_start=config.init_from)
+                    best_epoch=metrics["best_epoch"], warm_start=config.init_from,
+                    train_examples=metrics["dataset"]["train_examples"],
+                    valid_ndcg10=metrics["valid"]["ndcg@10"])
 
     # built inside the store (same file system: promotion is one rename) under a hidden
     # name that no reader and no pruning ever looks at

@@ -360,6 +360,11 @@ def retrain(
                                  "model by more than this (absolute)."),
     keep: int = typer.Option(5, help="Bundle versions to keep for rollback."),
     warm_start: bool = typer.Option(False, help="Initialise from the live model's run (items by id)."),
+    warm_recent: int = typer.Option(5, help="Warm start: train on each user's last this many clicks "
+                                    "plus every stored event (0: the whole log)."),
+    warm_epochs: int = typer.Option(5, help="Warm start: the most epochs."),
+    warm_patience: int = typer.Option(1, help="Warm start: epochs without a better validation "
+                                      "NDCG@10 before stopping (the untrained start counts)."),
     config_file: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--config", "-c", help="Training options (default: the live model's)."),
     epochs: Optional[int] = typer.Option(None, help="Override the most epochs."),  # noqa: UP045
@@ -377,10 +382,13 @@ def retrain(
 
     if metric not in METRIC_NAMES:
         raise SineError(f"--metric must be one of {', '.join(METRIC_NAMES)}")
+    if warm_recent < 0 or warm_epochs < 1 or warm_patience < 1:
+        raise SineError("--warm-recent must be 0 or more, --warm-epochs and --warm-patience 1 or more")
     overrides = {"epochs": epochs} if epochs else {}
     settings = RetrainSettings(
         data_dir=data_dir, store=store, base_log=base_log, columns=LogColumns(), redis_url=redis_url,
         redis_prefix=redis_prefix, metric=metric, margin=margin, keep=keep, warm_start=warm_start,
+        warm_recent=warm_recent, warm_epochs=warm_epochs, warm_patience=warm_patience,
         config_file=config_file, overrides=overrides, index_type=index_type, gpu=gpu,
         recall_floor=recall_floor,
     )

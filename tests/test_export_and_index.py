@@ -133,3 +133,26 @@ def test_pop_run_cannot_be_exported(tmp_path, synthetic_csv):
     train_run(synthetic_csv, tmp_path / "pop", TrainConfig(model="pop"))
     with pytest.raises(SineError, match="no user encoder"):
         export_bundle(tmp_path / "pop", tmp_path / "bundle")
+
+
+def test_without_onnxscript_sine_exports_through_torchscript(monkeypatch):
+    """A bare GPU host may have torch and onnxruntime but not onnxscript."""
+    import sys
+    from dataclasses import asdict
+
+    from trainer.export import export_onnx, parity
+    from trainer.models import build_encoder
+    from trainer.models.sasrec import SASRecConfig
+    from trainer.models.sine import SINEConfig
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # find_spec then finds nothing
+    torch.manual_seed(0)
+    sine = build_encoder("sine", asdict(SINEConfig(num_items=60, dim=16, prototypes=12))).eval()
+    model = export_onnx(sine, 20)
+    clicks = torch.randint(0, 61, (40, 20)).numpy()
+    clicks[:, -1] = np.maximum(clicks[:, -1], 1)
+    assert parity(sine, model, clicks) <= 1e-5
+    assert parity(sine, model, clicks[:3, -4:]) <= 1e-5  # the sequence axis stays dynamic
+    sasrec = build_encoder("sasrec", asdict(SASRecConfig(num_items=60, dim=16))).eval()
+    with pytest.raises(SineError, match="needs the onnxscript package"):
+        export_onnx(sasrec, 20)

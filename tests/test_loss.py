@@ -23,6 +23,24 @@ def test_full_softmax_is_cross_entropy_over_all_items():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_full_softmax_loss_and_gradients_match_the_formula_in_float64():
+    H, v, targets = setup()
+    loss = full_softmax_loss(v, H, targets)
+    loss.backward()
+    H64 = H.detach().double().requires_grad_()
+    v64 = v.detach().double().requires_grad_()
+    literal = []
+    for b in range(len(targets)):  # -log( exp(l_t) / sum over real items j of exp(l_j) )
+        logits = [v64[b] @ H64[j] for j in range(1, len(H64))]
+        literal.append(-(logits[targets[b] - 1] - torch.log(sum(torch.exp(x) for x in logits))))
+    expected = torch.stack(literal).mean()
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(v.grad.double(), v64.grad, atol=1e-6)
+    assert torch.allclose(H.grad.double(), H64.grad, atol=1e-6)
+    assert H.grad[0].abs().sum() == 0  # padding row gets no gradient
+
+
 def test_bf16_products_match_fp32_loss_and_gradients():
     H, v, targets = setup()
     exact = full_softmax_loss(v, H, targets)

@@ -83,6 +83,10 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "Adam weight decay.")
     epochs: int = _f(100, "Most epochs to train.")
     patience: int = _f(10, "Stop after this many epochs without a better validation NDCG@10.")
+    stop_decline: float = _f(
+        0.0, "Also stop once validation NDCG@10 has stayed this fraction below its best for "
+        "--stop-decline-epochs epochs in a row (0: patience alone; see trainer/stopping.py).")
+    stop_decline_epochs: int = _f(2, "Epochs in a row that --stop-decline asks for.")
     seed: int = _f(0, "Random seed: the same seed, data and threads give the same model.")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
     threads: int = _f(0, "CPU threads for torch (0: torch's default, all cores).")
@@ -101,7 +105,7 @@ class TrainConfig:
                     f"not {getattr(self, f.name)!r}"
                 )
         positive = ("dim", "max_len", "interests", "prototypes", "batch_size", "epochs",
-                    "negatives", "layers", "heads", "inner_dim")
+                    "negatives", "layers", "heads", "inner_dim", "stop_decline_epochs")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SineError(f"--{name.replace('_', '-')} must be at least 1")
@@ -112,6 +116,8 @@ class TrainConfig:
         for name in ("tau", "assignment_tau"):
             if getattr(self, name) <= 0:
                 raise SineError(f"--{name.replace('_', '-')} must be positive")
+        if not 0.0 <= self.stop_decline < 1.0:
+            raise SineError("--stop-decline must be in [0, 1)")
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:

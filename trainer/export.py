@@ -7,12 +7,15 @@ with a dynamic batch axis and a dynamic sequence axis of 1..n clicks. Its input 
 [batch, D] and, for SINE, ``interest_vectors`` [batch, K, D] and ``interest_weights``
 [batch, K] (the eq. 7 weights: explanations and per-interest retrieval).
 
-Before a bundle is written, onnxruntime and PyTorch encode the validation users and
+Without onnxscript (which that exporter needs) SINE falls back to the TorchScript
+exporter. Before a bundle is written, onnxruntime and PyTorch encode the validation users and
 must agree within 1e-4; an export that does not is refused.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import logging
 import tempfile
 import warnings
@@ -60,6 +63,11 @@ def export_onnx(encoder: SequenceEncoder, max_len: int) -> bytes:
     encoder = encoder.cpu().eval()
     wrapper = ExportedEncoder(encoder).eval()
     example = torch.randint(1, encoder.num_items + 1, (3, max_len), dtype=torch.int64)
+    if importlib.util.find_spec("onnxscript") is None:
+        if not isinstance(encoder, SINE):
+            raise SineError(f"exporting {type(encoder).__name__} needs the onnxscript package "
+                            "(pip install onnxscript)")
+        return _export_torchscript(wrapper, example, output_names(encoder))
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     seq = torch.export.Dim("seq", min=1, max=max_len)
     # the exporter warns about optional torchvision ops and deprecated pytree helpers
@@ -80,6 +88,22 @@ def export_onnx(encoder: SequenceEncoder, max_len: int) -> bytes:
         path = Path(tmp) / "encoder.onnx"
         program.save(str(path), external_data=False)
         return path.read_bytes()
+
+
+def _export_torchscript(wrapper: ExportedEncoder, example: torch.Tensor,
+                        outputs: list[str]) -> bytes:
+    """The older TorchScript exporter, for a machine without onnxscript (which the
+    dynamo exporter needs), e.g. a GPU host with only torch and onnxruntime installed.
+    It handles SINE (the parity check still guards the result); SASRec's attention
+    mask becomes an EyeLike on booleans that onnxruntime cannot run."""
+    log.warning("onnxscript is not installed: exporting with the TorchScript exporter")
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (example,), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=[ENCODER_INPUT], output_names=outputs,
+                          dynamic_axes={ENCODER_INPUT: {0: "batch", 1: "seq"}})
+    return buffer.getvalue()
 
 
 def onnx_session(model: bytes | str | Path, threads: int = 0):

@@ -30,6 +30,7 @@ from trainer.diagnostics import concept_usage
 from trainer.evaluate import rank_targets
 from trainer.loss import SampledSoftmax, full_softmax_loss
 from trainer.models import SINE, SequenceEncoder
+from trainer.stopping import StoppingRule
 
 log = logging.getLogger("sine.train")
 
@@ -49,13 +50,26 @@ class FitResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto`; a device this machine cannot use is a one-line
+    SineError (not a traceback from deep inside the first CUDA call)."""
+    from sine.errors import SineError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from sine.errors import SineError
-
-        raise SineError("--device cuda was asked for, but torch sees no CUDA device")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SineError(f"--device must be cpu, cuda, cuda:N or auto, not {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SineError(f"--device {name}: only cpu and cuda devices are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SineError(f"--device {name} was asked for, but torch sees no CUDA device "
+                            f"(torch {torch.__version__}; try --device cpu)")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise SineError(f"--device {name}: torch sees {count} CUDA device(s), "
+                            f"cuda:0 to cuda:{count - 1}")
     return device
 
 
@@ -90,6 +104,18 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     return config.precision == "bf16"
 
 
+AUTOCAST_ENCODER_ON_CUDA = False
+"""Whether bf16 training on CUDA also runs the encoder under `torch.autocast`.
+
+Off: at the paper's batch of 128 and D = 128 a step is a few hundred small kernels, the
+GPU waits on their launches rather than on arithmetic, and autocast only adds casting
+kernels. `bench/gpu_check.py` times both; see bench/results/gpu_check.md."""
+
+
+def use_autocast(bf16: bool, device: torch.device) -> bool:
+    return bf16 and device.type == "cuda" and AUTOCAST_ENCODER_ON_CUDA
+
+
 def epoch_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
                   bucketed: bool) -> list[torch.Tensor]:
     """One epoch of example indices, split into batches, in random order.
@@ -110,14 +136,64 @@ def epoch_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Gener
     return [batches[i] for i in shuffle]
 
 
+def epoch_plan(lengths: torch.Tensor, config: TrainConfig, generator: torch.Generator,
+               device: torch.device) -> list[tuple[torch.Tensor, int]]:
+    """One epoch as (example indices on `device`, columns to keep) per batch.
+
+    The indices of the whole epoch go to the device in one (pinned, non-blocking) copy:
+    a copy per step from ordinary memory would make the host wait for the GPU at every
+    step. Widths come from the lengths on the host, so no step reads the device either.
+    """
+    batches = epoch_batches(lengths, config.batch_size, generator, config.length_buckets)
+    if config.length_buckets:
+        widths = [int(lengths[batch].max()) for batch in batches]
+    else:
+        widths = [config.max_len] * len(batches)
+    flat = torch.cat(batches)
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    return list(zip(flat.split([len(batch) for batch in batches]), widths, strict=True))
+
+
+def train_step(model: SequenceEncoder, optimizer: torch.optim.Optimizer, likelihood: Callable,
+               clicks: torch.Tensor, targets: torch.Tensor, bf16: bool,
+               autocast: bool = False) -> torch.Tensor:
+    """One optimisation step; returns the loss as a device tensor (reading it syncs)."""
+    with torch.autocast(clicks.device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = model(clicks)
+    loss = likelihood(out.user_vector, model.item_table(), targets, bf16)
+    loss = loss + model.regularization()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def make_likelihood(config: TrainConfig, data: SplitData, generator: torch.Generator) -> Callable:
+    if loss_kind(config, data.num_items) == "full":
+        return full_softmax_loss
+    return SampledSoftmax(data.train_item_counts(), config.negatives, generator)
+
+
+def make_optimizer(model: SequenceEncoder, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            fused=True)
+
+
 def fit(
     model: SequenceEncoder,
     data: SplitData,
     config: TrainConfig,
     device: torch.device,
     on_improvement: Callable[[SequenceEncoder, int], None] | None = None,
+    score_start: bool = False,
 ) -> FitResult:
-    """Train `model` in place; on return it holds the weights of the best epoch."""
+    """Train `model` in place; on return it holds the weights of the best epoch.
+
+    With `score_start` (a warm start) the weights as given are validated first, as
+    epoch 0: they are kept when no epoch of training beats them.
+    """
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     inputs_np, targets_np = data.training_examples(config.max_len)
@@ -129,84 +205,82 @@ def fit(
 
     kind = loss_kind(config, data.num_items)
     bf16 = use_bf16(config, device)
-    if kind == "full":
-        likelihood = full_softmax_loss
-    else:
-        likelihood = SampledSoftmax(data.train_item_counts(), config.negatives, generator)
+    autocast = use_autocast(bf16, device)
+    likelihood = make_likelihood(config, data, generator)
     log.info(
-        "training %s on %s examples (%s items, %s softmax%s), batch %d, device %s",
+        "training %s on %s examples (%s items, %s softmax%s%s), batch %d, device %s",
         config.model, f"{num_examples:,}", f"{data.num_items:,}", kind,
-        ", bf16 products" if bf16 and kind == "full" else "", config.batch_size, device,
+        ", bf16 products" if bf16 and kind == "full" else "",
+        ", bf16 autocast" if autocast else "", config.batch_size, device,
     )
 
     model.to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-    )
+    optimizer = make_optimizer(model, config)
     result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
-    best_score, best_state, stale = -math.inf, None, 0
+    rule = StoppingRule(config.patience, config.stop_decline, config.stop_decline_epochs)
+    best_score, best_state, scores = -math.inf, None, []
     train_seconds = 0.0
+
+    def validate(record: dict[str, Any]) -> bool:
+        """Score the model on the validation targets; keep it if it is the best yet."""
+        nonlocal best_score, best_state
+        model.eval()
+        record["valid"] = ranking_metrics(rank_targets(scorer_of(model), valid, device=device))
+        if isinstance(model, SINE):
+            record["concepts"] = concept_usage(model, valid.inputs, device=device)
+        result.history.append(record)
+        scores.append(record["valid"][SELECTION_METRIC])
+        improved = scores[-1] > best_score
+        if improved:
+            best_score = scores[-1]
+            best_state = copy.deepcopy(model.state_dict())
+            result.best_epoch = record["epoch"]
+            if on_improvement is not None:
+                on_improvement(model, record["epoch"])
+        log.info(_epoch_line(record, improved))
+        return improved
+
+    if score_start:
+        validate({"epoch": 0, "loss": None, "seconds": 0.0, "examples_per_second": 0.0})
 
     try:
         for epoch in range(1, config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
-            batches = epoch_batches(lengths, config.batch_size, generator, config.length_buckets)
+            plan = epoch_plan(lengths, config, generator, device)
             total_loss = torch.zeros((), device=device)
             bar = tqdm(
                 total=num_examples, desc=f"epoch {epoch}", unit="ex", unit_scale=True,
                 leave=False, file=sys.stderr, disable=None, mininterval=0.5,
             )
-            for step, batch in enumerate(batches):
-                width = int(lengths[batch].max()) if config.length_buckets else config.max_len
-                batch = batch.to(device)
-                out = model(inputs[batch, -width:])
-                loss = likelihood(out.user_vector, model.item_table(), targets[batch], bf16)
-                loss = loss + model.regularization()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.detach()
-                if bar.disable is False and step % 20 == 0:
-                    elapsed = time.perf_counter() - epoch_start
-                    bar.set_postfix(loss=f"{loss.item():.4f}",
-                                    ex_s=f"{(step + 1) * config.batch_size / elapsed:,.0f}")
+            shown = epoch_start
+            for step, (batch, width) in enumerate(plan):
+                loss = train_step(model, optimizer, likelihood, inputs[batch, -width:],
+                                  targets[batch], bf16, autocast)
+                total_loss += loss
                 bar.update(len(batch))
+                # reading the loss waits for the device: at most every 2 s, and only
+                # when a bar is on screen
+                if bar.disable is False and time.perf_counter() - shown > 2.0:
+                    shown = time.perf_counter()
+                    bar.set_postfix(loss=f"{loss.item():.4f}",
+                                    ex_s=f"{(step + 1) * config.batch_size / (shown - epoch_start):,.0f}")
             bar.close()
-            mean_loss = float(total_loss) / len(batches)
+            mean_loss = float(total_loss) / len(plan)  # waits for the epoch's last step
             epoch_seconds = time.perf_counter() - epoch_start
             train_seconds += epoch_seconds
 
-            model.eval()
-            metrics = ranking_metrics(rank_targets(scorer_of(model), valid, device=device))
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "loss": mean_loss,
-                "seconds": epoch_seconds,
-                "examples_per_second": num_examples / epoch_seconds,
-                "valid": metrics,
-            }
-            if isinstance(model, SINE):
-                usage = concept_usage(model, valid.inputs, device=device)
-                record["concepts"] = usage
-            result.history.append(record)
+            validate({"epoch": epoch, "loss": mean_loss, "seconds": epoch_seconds,
+                      "examples_per_second": num_examples / epoch_seconds})
             result.epochs = epoch
-
-            improved = metrics[SELECTION_METRIC] > best_score
-            if improved:
-                best_score, stale = metrics[SELECTION_METRIC], 0
-                best_state = copy.deepcopy(model.state_dict())
-                result.best_epoch = epoch
-                if on_improvement is not None:
-                    on_improvement(model, epoch)
-            else:
-                stale += 1
-            log.info(_epoch_line(record, improved))
             if not math.isfinite(mean_loss):
                 log.warning("loss is not finite; stopping (lower --lr?)")
                 break
-            if stale >= config.patience:
-                log.info("no better validation %s for %d epochs: stopping", SELECTION_METRIC, stale)
+            if rule.should_stop(scores):
+                stale = len(scores) - 1 - scores.index(best_score)
+                log.info("no better validation %s for %d epochs%s: stopping", SELECTION_METRIC,
+                         stale, "" if stale >= rule.patience else
+                         f" and {rule.decline_epochs} in a row {rule.decline:.0%} below the best")
                 break
     except KeyboardInterrupt:
         result.interrupted = True
@@ -234,12 +308,13 @@ def scorer_of(model: SequenceEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _epoch_line(record: dict[str, Any], improved: bool) -> str:
     valid = record["valid"]
-    line = (
-        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  "
-        f"{record['examples_per_second']:,.0f} ex/s  "
-        f"valid ndcg@10 {valid['ndcg@10']:.4f} hr@10 {valid['hr@10']:.4f} "
-        f"hr@50 {valid['hr@50']:.4f}"
-    )
+    if record["loss"] is None:  # epoch 0: the warm-start weights, before any training
+        line = "epoch   0  (warm start, untrained)  "
+    else:
+        line = (f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  "
+                f"{record['examples_per_second']:,.0f} ex/s  ")
+    line += (f"valid ndcg@10 {valid['ndcg@10']:.4f} hr@10 {valid['hr@10']:.4f} "
+             f"hr@50 {valid['hr@50']:.4f}")
     if "concepts" in record:
         c = record["concepts"]
         line += (f"  concepts used {c['distinct_concepts']} "

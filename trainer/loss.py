@@ -80,9 +80,37 @@ def full_softmax_loss(
     """
     if low_precision:
         return _BF16SoftmaxCrossEntropy.apply(user_vector, table, targets)
-    logits = user_vector @ table.T
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets)
+    return _SoftmaxCrossEntropy.apply(user_vector, table, targets)
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of softmax(v H^T) in float32, with one pass of exponentials.
+
+    `F.cross_entropy` on the logits computes the log-softmax, then in the backward pass
+    fills a [B, M + 1] gradient with zeros, scatters the targets into it and takes the
+    exponentials again. Here the probabilities are kept from the forward pass and turned
+    into the gradient (softmax - onehot) / B in place: the same arithmetic, about 1.2x
+    faster for the loss and its two catalog-wide products (bench/results/train_speed.md).
+    """
+
+    @staticmethod
+    def forward(ctx, user_vector, table, targets):  # type: ignore[override]
+        logits = user_vector @ table.T  # [B, M + 1]
+        logits[:, 0] = float("-inf")  # padding is not an item
+        log_probs = torch.log_softmax(logits, dim=1)
+        rows = torch.arange(len(targets), device=targets.device)
+        loss = -log_probs[rows, targets].mean()
+        ctx.save_for_backward(user_vector, table, log_probs.exp_(), targets)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        user_vector, table, probs, targets = ctx.saved_tensors
+        rows = torch.arange(len(targets), device=probs.device)
+        g = probs  # reused in place: d loss / d logits = (softmax - onehot) / B
+        g[rows, targets] -= 1.0
+        g.mul_(grad / len(targets))
+        return g @ table, g.T @ user_vector, None
 
 
 class SampledSoftmax:
@@ -101,8 +129,12 @@ class SampledSoftmax:
                  low_precision: bool = False) -> torch.Tensor:
         device = user_vector.device
         sampled = torch.multinomial(self.q, self.negatives, replacement=True, generator=self.generator)
-        sampled = sampled.to(device) + 1  # item indices
-        log_q = self.log_q.to(device)
+        if device.type == "cuda":  # drawn on the host (seeded); copied without a sync
+            sampled = sampled.pin_memory().to(device, non_blocking=True)
+        sampled = sampled + 1  # item indices
+        if self.log_q.device != device:  # moved once, not at every step
+            self.log_q = self.log_q.to(device)
+        log_q = self.log_q
         correction = float(np.log(self.negatives))
         positive = (user_vector * table[targets]).sum(-1)  # exact: counted once, as in Z
         negative = user_vector @ table[sampled].T - (log_q[sampled - 1] + correction)  # [B, S]

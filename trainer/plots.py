@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt
 def training_curves(history: list[dict[str, Any]], best_epoch: int, title: str, path: Path) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    left.plot(epochs, [h["loss"] for h in history], marker="o", ms=3)
+    trained = [h for h in history if h["loss"] is not None]  # not a warm start's epoch 0
+    left.plot([h["epoch"] for h in trained], [h["loss"] for h in trained], marker="o", ms=3)
     left.set_xlabel("epoch")
     left.set_ylabel("training loss")
     left.grid(alpha=0.3)

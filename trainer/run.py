@@ -108,6 +108,7 @@ def train_run(
     sep: str | None = None,
 ) -> dict[str, Any]:
     """Train `config.model` on the log at `data_path`; write and return its metrics."""
+    resolve_device(config.device)  # a device this machine lacks fails before the log is read
     data = load_data(data_path, config, columns, sep)
     source = {"path": str(data_path), "sep": sep,
               "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp}}
@@ -121,7 +122,7 @@ def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    num_examples = int(np.maximum(data.train_lengths - 1, 0).sum())
+    num_examples = len(data.training_examples(config.max_len)[1])  # a warm start may use fewer
     log.info(
         "%s: %s users, %s items, %s clicks; %s training examples, %s evaluated users",
         source.get("path"), f"{len(data.user_ids):,}", f"{data.num_items:,}", f"{len(data.items):,}",
@@ -164,7 +165,8 @@ def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: T
         def save_checkpoint(model: SequenceEncoder, epoch: int) -> None:
             _save_checkpoint(staged / CHECKPOINT, config.model, arch, model, epoch)
 
-        result = fit(encoder, data, config, device, on_improvement=save_checkpoint)
+        result = fit(encoder, data, config, device, on_improvement=save_checkpoint,
+                     score_start=bool(config.init_from))
         scorer = scorer_of(encoder)
 
     metrics: dict[str, Any] = {"model": config.model, "seed": config.seed}
@@ -185,7 +187,7 @@ def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: T
             "users": len(data.user_ids),
             "items": data.num_items,
             "clicks": len(data.items),
-            "train_examples": int(np.maximum(data.train_lengths - 1, 0).sum()),
+            "train_examples": len(data.training_examples(config.max_len)[1]),
             "evaluated_users": len(data.eval_users),
         },
         "loss": result.loss_kind if encoder is not None else None,

@@ -1,0 +1,151 @@
+"""Stopping rules replayed on recorded validation curves (issue 15, part 2).
+
+    .venv/bin/python bench/stopping_replay.py runs/ /work/main/bench/results/sine_variants.jsonl
+
+Reads every per-epoch validation history it finds: `metrics.json` of run directories
+(searched below the directories given) and JSON-lines files of bench/sine_variants.py
+(runs with status "finished" only). Each curve must come from a run that stopped by its
+own patience (or ran out of epochs): a rule is replayed by cutting the curve where the
+rule would have stopped, and the model it keeps is the best epoch before the cut. A
+rule that would train past the end of a recorded curve cannot be replayed on it (the
+curve counts as "censored" for that rule and its figures are left out).
+
+For each rule: epochs trained in all, epochs per curve, and what it loses: curves whose
+kept epoch differs from the full run's, and the largest and mean relative loss of
+validation NDCG@10. These are replays of recorded curves, not fresh runs.
+Writes bench/results/stopping.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainer.stopping import StoppingRule  # noqa: E402
+
+METRIC = "ndcg@10"
+RULES = {
+    "patience 10 (before)": StoppingRule(patience=10),
+    "patience 5": StoppingRule(patience=5),
+    "patience 3": StoppingRule(patience=3),
+    **{f"decline {d:.0%} x{k}, patience 10": StoppingRule(patience=10, decline=d, decline_epochs=k)
+       for d in (0.02, 0.03, 0.05) for k in (1, 2, 3)},
+}
+
+
+def curves_from(paths: list[Path]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        if path.is_dir():
+            for metrics in sorted(path.rglob("metrics.json")):
+                found += _from_metrics(metrics)
+        elif path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                record = json.loads(line) if line.strip() else {}
+                if record.get("status") == "finished" and record.get("history"):
+                    found.append(_curve(f"{path.name}:{record.get('key')}", record.get("dataset"),
+                                        record.get("variant", "sine"), record.get("seed"),
+                                        record["history"], record.get("patience", 10),
+                                        record.get("max_epochs")))
+        elif path.name == "metrics.json":
+            found += _from_metrics(path)
+    return [c for c in found if c["scores"]]
+
+
+def _from_metrics(path: Path) -> list[dict[str, Any]]:
+    metrics = json.loads(path.read_text())
+    if metrics.get("interrupted") or not metrics.get("history"):
+        return []
+    config = metrics.get("config", {})
+    dataset = Path(str(metrics.get("dataset", {}).get("path", "?"))).name.split(".")[0]
+    return [_curve(str(path.parent), dataset, metrics.get("model"), metrics.get("seed"),
+                   metrics["history"], config.get("patience", 10), config.get("epochs"))]
+
+
+def _curve(name: str, dataset: str | None, model: str | None, seed: Any, history: list[dict],
+           patience: int, max_epochs: int | None) -> dict[str, Any]:
+    scores = [h["valid"][METRIC] for h in history if h.get("epoch", 1) >= 1]
+    return {"name": name, "dataset": dataset, "model": model, "seed": seed, "scores": scores,
+            "patience": patience, "max_epochs": max_epochs}
+
+
+def replay(curve: dict[str, Any], rule: StoppingRule) -> dict[str, Any] | None:
+    scores = curve["scores"]
+    stop = rule.stop_epoch(scores)
+    ran_out = curve["max_epochs"] is not None and len(scores) >= curve["max_epochs"]
+    if not rule.should_stop(scores[:stop]) and not ran_out:
+        return None  # the rule would have trained past what was recorded
+    kept = max(range(stop), key=lambda i: (scores[i], -i))
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    return {"epochs": stop, "kept_epoch": kept + 1, "best_epoch": best + 1,
+            "kept": scores[kept], "best": scores[best],
+            "relative_loss": (scores[best] - scores[kept]) / scores[best] if scores[best] else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stopping.json")
+    args = parser.parse_args()
+    curves = curves_from(args.paths)
+    if not curves:
+        raise SystemExit("no recorded validation curves found")
+    report: dict[str, Any] = {"kind": "replay of recorded curves", "metric": f"valid {METRIC}",
+                              "curves": [{k: c[k] for k in ("name", "dataset", "model", "seed", "scores")}
+                                         for c in curves], "rules": {}}
+    for label, rule in RULES.items():
+        rows = [(c, replay(c, rule)) for c in curves]
+        done = [(c, r) for c, r in rows if r is not None]
+        report["rules"][label] = {
+            "rule": asdict(rule),
+            "replayed": len(done), "censored": len(rows) - len(done),
+            "epochs": sum(r["epochs"] for _, r in done),
+            "changed": [c["name"] for c, r in done if r["kept_epoch"] != r["best_epoch"]],
+            "max_relative_loss": max((r["relative_loss"] for _, r in done), default=0.0),
+            "mean_relative_loss": statistics.fmean(r["relative_loss"] for _, r in done) if done else 0.0,
+            "per_curve": {c["name"]: r for c, r in done},
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    args.out.with_suffix(".md").write_text(markdown(report, curves))
+    print(markdown(report, curves))
+
+
+def markdown(report: dict[str, Any], curves: list[dict[str, Any]]) -> str:
+    base = report["rules"]["patience 10 (before)"]
+    groups = sorted({(c["dataset"], c["model"]) for c in curves}, key=str)
+    lines = [f"Stopping rules replayed on {len(curves)} recorded curves (valid {METRIC}; a replay, "
+             "not fresh runs): " + ", ".join(
+                 f"{d}/{m} x{sum(1 for c in curves if (c['dataset'], c['model']) == (d, m))}"
+                 for d, m in groups), "",
+             "| rule | curves | epochs in all | vs patience 10 | kept epoch changed | max loss | mean loss |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for label, r in report["rules"].items():
+        ratio = r["epochs"] / base["epochs"] if base["epochs"] and r["replayed"] == base["replayed"] else None
+        censored = f" ({r['censored']} censored)" if r["censored"] else ""
+        ratio_text = f"{ratio:.2f}" if ratio else ""
+        lines.append(f"| {label} | {r['replayed']}{censored} | {r['epochs']} | {ratio_text} | {len(r['changed'])} "
+                     f"| {r['max_relative_loss']:.2%} | {r['mean_relative_loss']:.2%} |")
+    lines += ["", "Per curve (epochs run / best epoch kept, patience 10 vs each decline rule):", "",
+              "| curve | " + " | ".join(report["rules"]) + " |",
+              "| --- |" + " ---: |" * len(report["rules"])]
+    for c in curves:
+        cells = []
+        for r in report["rules"].values():
+            x = r["per_curve"].get(c["name"])
+            cells.append(f"{x['epochs']}/{x['kept_epoch']}" if x else "censored")
+        lines.append(f"| {c['dataset']}/{c['model']}/seed {c['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

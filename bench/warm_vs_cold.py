@@ -1,0 +1,115 @@
+"""A warm-started nightly candidate against a cold one trained on the same data (issue 15).
+
+    .venv/bin/python bench/warm_vs_cold.py --dataset beauty --seed 0
+
+A night is simulated on a real log: the last click of a random `--new-share` of users
+is held back as the night's new events. The live model is trained cold on the rest (the
+base log). The candidates are trained on base + new events with the same settings and
+seed: cold (from scratch, the live model's epochs and stopping) and warm (from the live
+run, `--warm-recent` most recent training clicks per user plus every new event,
+`--warm-epochs` / `--warm-patience`, the untrained start scored as epoch 0), as
+`sine retrain --warm-start` trains it. All are scored on the same validation and test
+targets (leave-one-out of base + new events). Writes bench/results/warm_vs_cold.json/.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sine.data.logs import USER, read_log  # noqa: E402
+from sine.data.split import leave_one_out  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.recent import recent_only  # noqa: E402
+from trainer.run import train_split  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--new-share", type=float, default=0.2)
+    parser.add_argument("--warm-recent", type=int, default=5)
+    parser.add_argument("--warm-epochs", type=int, default=5)
+    parser.add_argument("--warm-patience", type=int, default=1)
+    parser.add_argument("--settings", type=json.loads,
+                        default={"dim": 64, "batch_size": 256, "epochs": 30, "patience": 5},
+                        help="TrainConfig fields of the live and the cold model (JSON)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "warm_vs_cold.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    frame = read_log(DATA / f"{args.dataset}.csv.gz")
+    rng = np.random.default_rng(args.seed)
+    users = frame[USER].unique()
+    chosen = set(rng.choice(users, size=int(args.new_share * len(users)), replace=False))
+    last = ~frame.duplicated(USER, keep="last")  # sorted by user then time: each user's last click
+    new = last & frame[USER].isin(chosen)
+    base, full = frame[~new].reset_index(drop=True), frame
+    report: dict = {"dataset": args.dataset, "seed": args.seed, "new_events": int(new.sum()),
+                    "base_clicks": len(base), "settings": args.settings, "threads": args.threads,
+                    "load_average_before": os.getloadavg(), "kind": "fresh runs"}
+    cold_config = TrainConfig(seed=args.seed, threads=args.threads, **args.settings)
+    data = leave_one_out(full)
+    with tempfile.TemporaryDirectory(dir=ROOT / "runs" if (ROOT / "runs").is_dir() else None) as tmp:
+        work = Path(tmp)
+        source = {"path": f"{args.dataset} (simulated night)"}
+        run("live (cold, base log)", leave_one_out(base), source, work / "live", cold_config, report)
+        run("cold candidate", data, source, work / "cold", cold_config, report)
+        warm_config = TrainConfig(**{**cold_config.to_dict(), "init_from": str(work / "live"),
+                                     "epochs": args.warm_epochs, "patience": args.warm_patience})
+        extra = new.groupby(frame[USER]).sum().reindex(data.user_ids, fill_value=0).to_numpy(dtype="int64")
+        run("warm candidate", recent_only(data, args.warm_recent, extra), source, work / "warm",
+                   warm_config, report)
+    report["load_average_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def run(name: str, data, source: dict, out: Path, config: TrainConfig, report: dict) -> dict:
+    print(f"{name}: training", flush=True)
+    started = time.perf_counter()
+    metrics = train_split(data, source, out, config)
+    entry = {"valid_ndcg@10": metrics["valid"]["ndcg@10"], "valid_hr@10": metrics["valid"]["hr@10"],
+             "test_ndcg@10": metrics["test"]["ndcg@10"], "epochs": metrics["epochs"],
+             "best_epoch": metrics["best_epoch"], "train_examples": metrics["dataset"]["train_examples"],
+             "train_seconds": metrics["train_seconds"], "wall_seconds": round(time.perf_counter() - started, 1)}
+    report[name] = entry
+    print(f"{name}: {json.dumps(entry)}", flush=True)
+    return entry
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Warm vs cold on {report['dataset']} (simulated night: {report['new_events']:,} new events, "
+             f"seed {report['seed']}, one seed: no spread; {report['threads']} threads, load average "
+             f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after; "
+             f"settings {json.dumps(report['settings'])}). Fresh runs.", "",
+             "| model | valid NDCG@10 | valid HR@10 | test NDCG@10 | epochs (best) | train examples | train s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name in ("live (cold, base log)", "cold candidate", "warm candidate"):
+        e = report[name]
+        lines.append(f"| {name} | {e['valid_ndcg@10']:.4f} | {e['valid_hr@10']:.4f} | {e['test_ndcg@10']:.4f} | "
+                     f"{e['epochs']} ({e['best_epoch']}) | {e['train_examples']:,} | {e['train_seconds']:.0f} |")
+    lines.append("\nThe live model's row is scored on its own split (base log); the candidates on base + events.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
