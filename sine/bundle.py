@@ -15,6 +15,10 @@ item_embeddings.npy   float32 [M, D], the table scores are inner products with
 popularity.npy        int64 [M], training clicks per item (cold-start fallback)
 user_encoder.onnx     clicks [batch, seq] int64, left-padded with 0 -> user_vector [batch, D]
 sample_queries.npy    int64 [Q, n], validation click windows: recall checks and smoke tests
+item_attributes.json  (optional) labels per item row: {"format": 1, "columns": {name:
+                      {"values": [distinct labels, sorted], "rows": [[label codes of row 0],
+                      ...]}}}; several codes in a row: a multi-valued attribute (genres);
+                      none: no label (`sine.attributes`, from `--attributes FILE`)
 index.faiss           (after `sine build-index`) the faiss index over item_embeddings
 ===================== =================================================================
 
@@ -39,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from sine import attributes as item_attributes
 from sine.atomic import staging_directory
 from sine.errors import BundleError
 
@@ -50,6 +55,7 @@ POPULARITY = "popularity.npy"
 ENCODER = "user_encoder.onnx"
 SAMPLE_QUERIES = "sample_queries.npy"
 INDEX = "index.faiss"
+ATTRIBUTES = "item_attributes.json"
 REQUIRED_FILES = (ITEMS, ITEM_EMBEDDINGS, POPULARITY, ENCODER, SAMPLE_QUERIES)
 
 ENCODER_INPUT = "clicks"
@@ -79,6 +85,7 @@ class Bundle:
     items: list[str]
     item_embeddings: np.ndarray  # [M, D] float32
     popularity: np.ndarray  # [M] int64
+    attributes: item_attributes.ItemAttributes | None = None  # item_attributes.json, when exported with one
 
     @property
     def version(self) -> str:
@@ -122,6 +129,7 @@ def write_bundle(
     data_fingerprint: str,
     metrics: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    attributes: item_attributes.ItemAttributes | None = None,
 ) -> Bundle:
     """Write a complete bundle to `target` atomically and return it, read back and verified."""
     item_embeddings = np.ascontiguousarray(item_embeddings, dtype=np.float32)
@@ -153,6 +161,8 @@ def write_bundle(
         np.save(staged / POPULARITY, popularity, allow_pickle=False)
         (staged / ENCODER).write_bytes(encoder_onnx)
         np.save(staged / SAMPLE_QUERIES, sample_queries, allow_pickle=False)
+        if attributes is not None:
+            (staged / ATTRIBUTES).write_bytes(item_attributes.to_json(attributes))
         _seal(staged, manifest)
         read_bundle(staged)  # verify before publishing
     return read_bundle(target)
@@ -266,8 +276,12 @@ def read_bundle(path: str | Path) -> Bundle:
     if queries.size and (queries.shape[1] != int(manifest["max_len"]) or queries.min() < 0
                          or queries.max() > num_items):
         raise BundleError(f"{path}: {SAMPLE_QUERIES} does not match max_len / item count")
+    attributes = None
+    if ATTRIBUTES in manifest["files"]:
+        attributes = item_attributes.from_json((path / ATTRIBUTES).read_bytes(), num_items,
+                                               f"{path}: {ATTRIBUTES}")
     return Bundle(path=path, manifest=manifest, items=items, item_embeddings=embeddings,
-                  popularity=popularity)
+                  popularity=popularity, attributes=attributes)
 
 
 def _load_array(file: Path, dtype: type, ndim: int) -> np.ndarray:

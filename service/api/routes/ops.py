@@ -73,6 +73,8 @@ def public_model_info(model) -> dict:
                        if isinstance(values, dict)}
     index = manifest.get("index") or {}
     info["index"] = {"type": model.index_spec.type, "recall": index.get("recall", {})}
+    # attribute -> number of labels: what `filter` and `diversity` can name
+    info["attributes"] = model.attributes.summary() if model.attributes is not None else {}
     info["serving"] = {"encoder_provider": model.encoder.provider, "index_on": model.index_on,
                        "index_type": model.index_spec.type}
     return info

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from service.api.deps import get_settings, live_model
-from service.core import matching
+from service.core import matching, rules
 from service.core.config import Settings
 from service.recommender import Answer, LoadedModel
 from service.schemas import BatchRequest, BatchResponse, RecommendRequest, RecommendResponse
@@ -74,6 +74,7 @@ async def recommend(request: Request) -> Response:
     check_limits(body, settings)
     state = request.app.state
     ((query, history),) = await matching.queries_for(state.store, [body])
+    rules.apply(query, body, model, state.availability)
     (answer,) = await matching.answer(state.coalescer, model, [query], settings.batching, state.metrics)
     return Response(orjson.dumps(answer_json(answer, model, history)), media_type=JSON)
 
@@ -93,6 +94,8 @@ async def recommend_batch(
         check_limits(item, settings, where=f"requests[{position}]: ")
     state = request.app.state
     prepared = await matching.queries_for(state.store, body.requests)
+    for position, ((query, _), item) in enumerate(zip(prepared, body.requests, strict=True)):
+        rules.apply(query, item, model, state.availability, where=f"requests[{position}]: ")
     answers = await matching.answer(state.coalescer, model, [q for q, _ in prepared], settings.batching,
                                     state.metrics)
     results = [answer_json(a, model, h) for a, (_, h) in zip(answers, prepared, strict=True)]
