@@ -226,6 +226,7 @@ def test_unavailable_items_leave_every_replica_and_survive_a_restart(attributed_
         assert not set(items_of(b.post("/recommend", json={"clicks": [], "top_n": 300}))) & set(marked)
         listed = a.get("/admin/items", headers=AUTH).json()
         assert listed["unavailable"] == 11 and listed["store"] == "redis" and marked[0] in listed["ids"]
+        assert b.get("/readyz").json()["checks"]["unavailable_items"].startswith("11 ids, read ")
         # written straight into Redis, without touching the version counter
         direct = sorted(popular - set(marked))[0]
         redis.Redis.from_url(redis_url).sadd("sine:items:unavailable", direct)

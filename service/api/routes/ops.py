@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,6 +38,11 @@ async def readyz(request: Request) -> JSONResponse:
         checks["pointer"] = "pinned by an explicit reload or rollback until the live-model pointer moves"
     if state.store.kind == "redis":
         checks["redis"] = "ok" if await state.store.ping() else "unavailable"
+    availability = state.availability
+    if availability.kind == "redis":  # how fresh the unavailable-items set this replica applies is
+        age = time.monotonic() - availability.read_at if availability.read_at is not None else None
+        checks["unavailable_items"] = (f"{len(availability.ids)} ids, read {age:.1f} s ago" if age is not None
+                                       else "never read (Redis did not answer yet)")
     if model is None:
         status = "not ready"
     elif checks.get("redis", "ok") != "ok":

@@ -13,7 +13,13 @@ from service.api.deps import get_settings, live_model
 from service.core import matching, rules
 from service.core.config import Settings
 from service.recommender import Answer, LoadedModel
-from service.schemas import BatchRequest, BatchResponse, RecommendRequest, RecommendResponse
+from service.schemas import (
+    FILTER_ERROR_EXAMPLE,
+    BatchRequest,
+    BatchResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
 
 router = APIRouter(tags=["recommend"])
 
@@ -65,9 +71,14 @@ def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
     }
 
 
+BAD_REQUEST = {422: {"description": "A bad request, e.g. a filter naming an unknown attribute or label "
+                          "(the message lists what exists)",
+                      "content": {JSON: {"example": {"error": FILTER_ERROR_EXAMPLE}}}}}
+
+
 @router.post("/recommend", response_model=RecommendResponse,
              summary="Top-N items for a click sequence (and/or a user's stored history)",
-             openapi_extra=documented_body(RecommendRequest))
+             openapi_extra=documented_body(RecommendRequest), responses=BAD_REQUEST)
 async def recommend(request: Request) -> Response:
     body = await parse_body(request, RecommendRequest)
     model, settings = live_model(request), request.app.state.settings
@@ -80,7 +91,7 @@ async def recommend(request: Request) -> Response:
 
 
 @router.post("/recommend/batch", response_model=BatchResponse,
-             summary="Many recommendation requests, encoded and searched as one batch")
+             summary="Many recommendation requests, encoded and searched as one batch", responses=BAD_REQUEST)
 async def recommend_batch(
     body: BatchRequest,
     request: Request,
