@@ -97,6 +97,7 @@ def run(bundle: Path, data: Path, attribute: str) -> dict:
                          for k in ("dim", "epochs", "seed", "max_len")},
             "best_epoch": (model.bundle.manifest.get("run") or {}).get("best_epoch"),
             "score_gap_1_20": gap, "rows": rows,
+            "trainer_test_hr@20": (model.bundle.manifest.get("metrics", {}).get("test") or {}).get("hr@20"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
 
 
@@ -132,7 +133,9 @@ def markdown(report: dict) -> str:
         f"{report['items']:,} items, {report['model']} {report['training']} (best epoch "
         f"{report['best_epoch']}), one seed: no spread. Diversity@20 = mean pairwise Jaccard distance of the "
         f"genre sets in the top-20; lambda swept as multiples of the mean score gap between rank 1 and rank "
-        f"20 of the plain list ({report['score_gap_1_20']:.3f}). Curve: diversity.png.",
+        f"20 of the plain list ({report['score_gap_1_20']:.3f}). The plain row is the service's answer; "
+        f"`sine train` measured test HR@20 {report['trainer_test_hr@20']:.4f} for the same model. Curve: "
+        "diversity.png.",
         "",
         "| rule | setting | HR@20 | diversity@20 | genres in top-20 | list length |",
         "| --- | --- | ---: | ---: | ---: | ---: |",

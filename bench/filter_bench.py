@@ -9,6 +9,9 @@ it (`service.recommender.LoadedModel`). For each of the bundle's sample queries 
 validation click windows, top_n 50) it measures, interleaved in rotating order within
 each round:
 
+A last variant has no filter but 1,000 random items marked unavailable, the common case
+once `POST /admin/items` is in use: every request is then constrained.
+
 * CPU time of one whole request (encode + search + selection; `time.process_time`, one
   onnxruntime and one faiss thread as the service runs) filtered and unfiltered;
 * CPU time of the search alone: the strategy the cost model chose, the exact filtered
@@ -26,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -70,24 +72,29 @@ def forced(searcher: filters.FilteredSearch, strategy: str):
     return clone
 
 
-def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed: int) -> dict:
+def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed: int,
+        unavailable: int = 1000) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         copy = labelled_copy(bundle_path, Path(tmp) / "labelled", shares, seed)
         model = LoadedModel.load(copy, onnx_threads=1, faiss_threads=1, gpu="off")
-        shutil.rmtree(copy, ignore_errors=True)
+        sample = model.bundle.sample_queries()
     items = np.asarray(model.index.items)
-    sample = model.bundle.sample_queries()
     sample = sample[(sample > 0).any(axis=1)][:queries]
     clicks = [[model.item_list[i - 1] for i in row if i > 0] for row in sample]
     vectors = model.encoder.encode(prepare_clicks([[i for i in row if i > 0] for row in sample], model.max_len))
     variants = ["none"] + [f"keep_{s:g}" for s in shares]
     constraints = {name: None if name == "none" else model.constraints.get(filters.filter_key({name: ["in"]}, None))
                    for name in variants}
+    # no filter, but items marked unavailable (POST /admin/items): every request is constrained
+    marked = np.sort(np.random.default_rng(seed + 1).choice(model.num_items, unavailable, replace=False))
+    variants.append(f"{unavailable} unavailable")
+    constraints[variants[-1]] = model.constraints.get(None, (1, marked))
     exact_searcher = forced(model.filtered, "exact")
     index_searcher = forced(model.filtered, "index")
     request = {name: [] for name in variants}
     search = {name: {"chosen": [], "exact": [], "index": []} for name in variants}
     recall = {name: [] for name in variants}
+    index_recall = {name: [] for name in variants}  # the index with the selector, forced
     full = {name: 0 for name in variants}
     for round_number in range(rounds):
         for q in range(len(clicks)):
@@ -118,6 +125,10 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
                     want = min(TOP_N, len(rows))
                     full[name] += len(got) == want
                     recall[name].append(len(set(got) & set(exact.tolist())) / max(1, want))
+                    if constraint is not None:
+                        _, rows_by_index = index_searcher.search(vector, k, constraint)
+                        forced_top = [r for r in rows_by_index[0].tolist() if r >= 0 and r not in excluded][:TOP_N]
+                        index_recall[name].append(len(set(forced_top) & set(exact.tolist())) / max(1, want))
     base_request = statistics.mean(request["none"])
     base_search = statistics.mean(search["none"]["chosen"])
     results = []
@@ -137,6 +148,7 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
         if constraint is not None:
             row["search_exact_ms"] = statistics.mean(search[name]["exact"])
             row["search_index_ms"] = statistics.mean(search[name]["index"])
+            row["index_recall@50_mean"] = float(np.mean(index_recall[name]))
         results.append(row)
     return {
         "bundle": str(bundle_path), "catalog": model.num_items, "dim": model.bundle.dim,
@@ -165,18 +177,20 @@ def markdown(report: dict) -> str:
         "ratio = against the unfiltered request of the same run. Recall@50 = overlap with exact filtered "
         "search (numpy scan of the allowed, unclicked items); full lists = answers holding top_n items (or "
         "every allowed item when fewer exist). Search columns: the search call alone (chosen strategy, and "
-        "both strategies forced).",
+        "both strategies forced, and the recall of the index with the selector when forced).",
         "",
         "| filter | items kept | strategy chosen | full lists | recall@50 mean | recall@50 min | CPU/request ms "
-        "| ratio | search ms (chosen) | search ratio | exact scan ms | index+selector ms |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ratio | search ms (chosen) | search ratio | exact scan ms | index+selector ms | index+selector "
+        "recall@50 |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["results"]:
         lines.append(
             f"| {r['filter']} | {r['allowed_items']:,} ({r['share']:.0%}) | {r['strategy']} | {r['full_lists']} "
             f"| {r['recall@50_mean']:.4f} | {r['recall@50_min']:.2f} | {r['request_cpu_ms']:.3f} "
             f"| {r['request_cpu_ratio']:.2f}x | {r['search_cpu_ms']:.3f} | {r['search_cpu_ratio']:.2f}x "
-            f"| {r.get('search_exact_ms', float('nan')):.3f} | {r.get('search_index_ms', float('nan')):.3f} |")
+            f"| {r.get('search_exact_ms', float('nan')):.3f} | {r.get('search_index_ms', float('nan')):.3f} "
+            f"| {r.get('index_recall@50_mean', float('nan')):.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,12 +201,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unavailable", type=int, default=1000, help="Also: no filter, this many items "
+                        "marked unavailable (random, seeded).")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--name", default="filter", help="Result file name (filter.json / .md).")
     args = parser.parse_args()
-    report = run(args.bundle, args.shares, args.queries, args.rounds, args.seed)
+    report = run(args.bundle, args.shares, args.queries, args.rounds, args.seed, args.unavailable)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "filter.json").write_text(json.dumps(report, indent=2))
-    (args.out / "filter.md").write_text(markdown(report))
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))
 
 
