@@ -46,6 +46,7 @@ from deploy.gate import decide, evaluate_bundle
 from deploy.pruning import prune
 from sine import bundle_store
 from sine.atomic import atomic_write
+from sine.attributes import AttributeTable, read_attribute_file
 from sine.bundle import Bundle, read_bundle
 from sine.data.logs import ITEM, TIME, USER, LogColumns, filter_min_counts, read_log
 from sine.data.split import leave_one_out
@@ -78,6 +79,7 @@ class RetrainSettings:
     index_type: str = "auto"
     gpu: str = "auto"
     recall_floor: float = 0.95
+    attributes: Path | None = None  # item attribute file; None: the live bundle's, carried forward
 
 
 class Step:
@@ -199,6 +201,7 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
     live_name = bundle_store.reconcile(settings.store, settings.redis_url, settings.redis_prefix)
     live = read_bundle(settings.store / live_name) if live_name else None
     report["live_version_before"] = live_name
+    attributes = attribute_source(settings, live)  # a bad attribute file fails before training
 
     with Step(report, "export_events") as step:
         if settings.redis_url:
@@ -234,8 +237,9 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
     # name that no reader and no pruning ever looks at
     candidate_dir = settings.store / f".candidate-v{stamp}"
     with Step(report, "export_bundle") as step:
-        exported = export_bundle(run_dir, candidate_dir)
-        step.update(bundle=str(candidate_dir), version=exported.version)
+        exported = export_bundle(run_dir, candidate_dir, attributes=attributes)
+        step.update(bundle=str(candidate_dir), version=exported.version,
+                    attributes=sorted(exported.attributes.columns) if exported.attributes else None)
 
     with Step(report, "gate") as step:
         # both models as served (ONNX encoder + item table), on the same validation split
@@ -266,6 +270,20 @@ def _cycle(settings: RetrainSettings, report: dict[str, Any], stamp: str, transf
         step.update(version=name, announced=bool(settings.redis_url))
     report.update(status="promoted", exit_code=PROMOTED, version=name)
     log.info("promoted %s", name)
+
+
+def attribute_source(settings: RetrainSettings, live: Bundle | None) -> AttributeTable | None:
+    """The new bundle's item attributes: the configured file, else the live bundle's by raw id
+    (items new to the catalog have none until a file describes them).
+
+    Availability set at run time (`POST /admin/items`) lives in Redis by raw id and needs
+    no carrying: every bundle is filtered by it.
+    """
+    if settings.attributes is not None:
+        return read_attribute_file(settings.attributes)
+    if live is not None and live.attributes is not None:
+        return live.attributes.to_table(live.items)
+    return None
 
 
 def _public(settings: RetrainSettings) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import heap
-from service.api.routes import admin, events, ops, recommend
+from service.api.routes import admin, events, items, ops, recommend
 from service.batching import Coalescer, Overloaded
 from service.core import logging as service_logging
 from service.core import matching
+from service.core.availability import Availability
 from service.core.config import Settings, get_settings
 from service.holder import ModelHolder
 from service.metrics import ServiceMetrics
@@ -57,6 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             store = memory_store(settings)
         app.state.store = store
+        if settings.redis_url is not None:
+            app.state.availability = Availability(store.client, settings.redis_prefix,
+                                                  settings.availability_poll_seconds, settings.max_unavailable)
+            try:  # before the first request: items marked unavailable stay out across restarts
+                await asyncio.wait_for(app.state.availability.refresh(force=True), timeout=5)
+            except Exception as exc:
+                log.error("cannot read the unavailable-items set from Redis at start (%s): serving "
+                          "every item until it answers", exc)
         try:
             await holder.follow_pointer()
         except SineError as exc:  # refused or nothing configured: serve 503s, keep watching
@@ -64,13 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if holder.model is None and holder.waiting:
             log.warning("no model loaded at start: %s", holder.waiting)
         watcher = asyncio.create_task(holder.watch())
+        availability_watcher = asyncio.create_task(app.state.availability.watch())
         try:
             yield
         finally:
             # bounded: a shutdown must never hang on a half-dead Redis connection
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(watcher, timeout=2)
+            for task in (watcher, availability_watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(task, timeout=2)
             app.state.coalescer.close()
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(store.close(), timeout=2)
@@ -80,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.holder = ModelHolder(settings)
     app.state.store = memory_store(settings)
+    app.state.availability = Availability(max_items=settings.max_unavailable)  # in-process until Redis
     app.state.coalescer = Coalescer(functools.partial(matching.answer_grouped, metrics=metrics),
                                     settings.max_coalesced, in_thread=settings.batch_in_thread,
                                     max_waiting=settings.max_waiting)
@@ -97,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    app.include_router(items.router)
     if settings.static_endpoint:
         body = recommend.static_answer()
 

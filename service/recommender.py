@@ -6,6 +6,11 @@ together, so a request is always answered by one consistent version (the respons
 reported, not fatal), encodes the users with a click in one batch, searches the index
 for enough candidates to survive filtering, removes clicked and excluded items, and falls
 back to popular items for users with no known click.
+
+Business rules (`service.core.rules` builds them per request): a query's `constraint`
+(attribute filter and unavailable items) is applied inside the search (`sine.filters`;
+queries sharing one are searched as one batch), its `diversity` rule picks the top-N
+from a deeper candidate list (`sine.diversity`). Both apply to the popular fallback too.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sine import search
+from sine import filters, search
 from sine.bundle import Bundle, read_bundle
 from sine.concepts import ConceptAnalysis, analyse_bundle
+from sine.diversity import DiversityRule
 from sine.encoder import OnnxEncoder, prepare_clicks
 from sine.errors import BundleError
 from sine.search import IndexSpec, ItemSearch
@@ -37,6 +43,8 @@ class Query:
     top_n: int = 50
     exclude: Sequence[str] = ()
     exclude_clicked: bool = True
+    constraint: filters.Constraint | None = None  # rows it may get (filter, availability)
+    diversity: DiversityRule | None = None
 
 
 @dataclass
@@ -90,6 +98,11 @@ class LoadedModel:
             log.info("searches deeper than k=%d are exact (index recall below the floor beyond it)",
                      self.index.exact_beyond)
         self.index_on = "gpu" if on_gpu and self.index_spec.type != "hnsw" else "cpu"
+        self.attributes = bundle.attributes
+        self.constraints = filters.Constraints(
+            bundle.attributes, bundle.num_items,
+            bundle.attributes.unavailable_rows() if bundle.attributes is not None else None)
+        self.filtered = filters.FilteredSearch(self.index, self.index_spec, section)
         self._smoke_test()
         log.info("loaded bundle %s (%s items, %s index on %s, encoder on %s) in %.2f s", self.version,
                  f"{self.num_items:,}", self.index_spec.type, self.index_on, self.encoder.provider,
@@ -128,7 +141,7 @@ class LoadedModel:
         return rows, unknown
 
     def recommend(self, queries: Sequence[Query]) -> list[Answer]:
-        """Answer a batch of queries with one encoder call and one index search."""
+        """Answer a batch of queries with one encoder call and one index search per constraint."""
         prepared = []
         for q in queries:
             rows, unknown = self.rows_of(q.clicks)
@@ -142,37 +155,65 @@ class LoadedModel:
         if with_clicks:
             sequences = [[r + 1 for r in prepared[i][0][-self.max_len:]] for i in with_clicks]
             vectors = self.encoder.encode(prepare_clicks(sequences, self.max_len))
-            wanted = max(prepared[i][3] + len(prepared[i][2]) for i in with_clicks)
-            k = min(wanted, self.num_items)
-            scores, rows = self.index.search(vectors, k)
-            # plain Python lists: indexing numpy scalars one by one costs more than the search
-            all_rows, all_scores, names = rows.tolist(), scores.tolist(), self.item_list
+            groups: dict[int, list[int]] = {}  # positions in with_clicks, by constraint
             for j, i in enumerate(with_clicks):
-                _, unknown, excluded, top_n = prepared[i]
-                ids, values = [], []
-                for row, score in zip(all_rows[j], all_scores[j], strict=True):
-                    if row >= 0 and row not in excluded:
-                        ids.append(names[row])
-                        values.append(score)
-                        if len(ids) == top_n:
-                            break
-                answers[i] = Answer(ids, values, unknown, fallback=False)
+                groups.setdefault(id(queries[i].constraint), []).append(j)
+            for members in groups.values():
+                constraint = queries[with_clicks[members[0]]].constraint
+                wanted = max(self._depth(queries[with_clicks[j]], prepared[with_clicks[j]][3])
+                             + len(prepared[with_clicks[j]][2]) for j in members)
+                k = min(wanted, self.num_items)
+                if constraint is None:
+                    scores, rows = self.index.search(vectors[members], k)
+                else:
+                    scores, rows = self.filtered.search(vectors[members], k, constraint)
+                # plain Python lists: indexing numpy scalars one by one costs more than the search
+                all_rows, all_scores = rows.tolist(), scores.tolist()
+                for j, member in enumerate(members):
+                    i = with_clicks[member]
+                    _, unknown, excluded, top_n = prepared[i]
+                    depth = self._depth(queries[i], top_n)
+                    kept, values = [], []
+                    for row, score in zip(all_rows[j], all_scores[j], strict=True):
+                        if row >= 0 and row not in excluded:
+                            kept.append(row)
+                            values.append(score)
+                            if len(kept) == depth:
+                                break
+                    answers[i] = self._answer(queries[i], kept, values, top_n, unknown, fallback=False)
         for i, (_, unknown, excluded, top_n) in enumerate(prepared):
             if answers[i] is None:
-                answers[i] = self.popular(top_n, excluded, unknown)
+                answers[i] = self.popular(top_n, excluded, unknown, queries[i])
         return answers  # type: ignore[return-value]
 
-    def popular(self, top_n: int, excluded: set[int], unknown: list[str]) -> Answer:
+    @staticmethod
+    def _depth(query: Query, top_n: int) -> int:
+        """How many candidates a query needs: top_n, or the diversity rule's deeper pool."""
+        return top_n if query.diversity is None else query.diversity.pool(top_n)
+
+    def _answer(self, query: Query, rows: list[int], scores: list[float], top_n: int,
+                unknown: list[str], fallback: bool) -> Answer:
+        if query.diversity is not None:
+            chosen = query.diversity.choose(rows, scores, top_n)
+            rows, scores = [rows[p] for p in chosen], [scores[p] for p in chosen]
+        names = self.item_list
+        return Answer([names[row] for row in rows[:top_n]], scores[:top_n], unknown, fallback=fallback)
+
+    def popular(self, top_n: int, excluded: set[int], unknown: list[str], query: Query | None = None) -> Answer:
         """The cold-start answer: most clicked items, scored by their training clicks."""
+        query = query or Query(())
+        candidates = self.popular_rows
+        if query.constraint is not None:
+            candidates = candidates[query.constraint.allows(candidates)]
+        depth = self._depth(query, top_n)
         chosen = []
-        for row in self.popular_rows:
+        for row in candidates:
             if int(row) not in excluded:
                 chosen.append(int(row))
-                if len(chosen) == top_n:
+                if len(chosen) == depth:
                     break
-        return Answer([self.item_list[row] for row in chosen],
-                      self.bundle.popularity[chosen].astype(float).tolist(),
-                      unknown, fallback=True)
+        return self._answer(query, chosen, self.bundle.popularity[chosen].astype(float).tolist(), top_n,
+                            unknown, fallback=True)
 
     def concepts(self) -> ConceptAnalysis:
         """This bundle's concepts (`sine.concepts`), computed on first use and kept with the

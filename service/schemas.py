@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from sine.search import DEFAULT_TOP_N
 
@@ -21,6 +21,38 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
+# --------------------------------------------------------------- business rules
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+Labels = Annotated[dict[Label, Annotated[list[Label], Field(max_length=1000)]], Field(max_length=16)]
+FILTER_ERROR_EXAMPLE = ("filter.include.category: unknown value 'Comdy' (did you mean 'Comedy'?); "
+                        "category has: Action, Adventure, Animation, Children's, Comedy, ...")
+
+
+class ItemFilter(_Body):
+    """Attribute filter, applied inside the index search (see README, "Filters")."""
+
+    include: Labels = Field(default_factory=dict, description="Keep only items with one of these "
+                            "labels, for every attribute named (e.g. {\"category\": [\"Comedy\", \"Drama\"]}).")
+    exclude: Labels = Field(default_factory=dict, description="Never return items with any of these labels.")
+
+
+class Diversity(_Body):
+    """At most `cap` items per label of `attribute`, or ComiRec's greedy penalty (one of the two)."""
+
+    attribute: Label = Field("category", description="The attribute whose labels are diversified.")
+    cap: int | None = Field(None, ge=1, le=1000, description="At most this many items of one label.")
+    penalty: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False,
+                                  description="lambda of ComiRec's rule: score + lambda x (distinct-"
+                                  "category items already chosen); in the model's score units.")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Diversity:
+        if (self.cap is None) == (self.penalty is None):
+            raise ValueError("give exactly one of cap or penalty")
+        return self
+
+
 class RecommendRequest(_Body):
     clicks: list[ItemId] = Field(default_factory=list, description="Raw item ids, oldest first.")
     user_id: ItemId | None = Field(
@@ -29,10 +61,20 @@ class RecommendRequest(_Body):
     top_n: int = Field(DEFAULT_TOP_N, ge=1, description="How many items to return (1..max_top_n, 1000 by default).")
     exclude: list[ItemId] = Field(default_factory=list, description="Items never to return.")
     exclude_clicked: bool = Field(True, description="Never return items the user clicked.")
+    filter: ItemFilter | None = Field(None, description="Only items whose attributes pass; an unknown "
+                                      f"attribute or label is a 422 that lists what exists, e.g. "
+                                      f"`{FILTER_ERROR_EXAMPLE}`.")
+    diversity: Diversity | None = Field(None, description="Spread the top-N over categories.")
 
     model_config = ConfigDict(
         extra="forbid", coerce_numbers_to_str=True,
-        json_schema_extra={"examples": [{"clicks": ["1002", "873", "4410"], "top_n": 10}]},
+        json_schema_extra={"examples": [
+            {"clicks": ["1002", "873", "4410"], "top_n": 10},
+            {"clicks": ["1002", "873"], "top_n": 10, "filter": {"include": {"category": ["Comedy", "Drama"]},
+                                                               "exclude": {"brand": ["acme"]}}},
+            {"clicks": ["1002", "873"], "top_n": 20, "diversity": {"attribute": "category", "cap": 3}},
+            {"clicks": ["1002", "873"], "top_n": 20, "diversity": {"penalty": 0.5}},
+        ]},
     )
 
 
@@ -82,6 +124,39 @@ class Event(_Body):
 class EventsResponse(BaseModel):
     stored: int
     ids: list[str] = Field(description="Stream ids of the stored events, in order.")
+
+
+class ItemsUpdate(_Body):
+    unavailable: list[ItemId] = Field(default_factory=list, max_length=10_000,
+                                      description="Raw ids to stop serving (every replica, within a second).")
+    available: list[ItemId] = Field(default_factory=list, max_length=10_000,
+                                    description="Raw ids to serve again.")
+
+    model_config = ConfigDict(
+        extra="forbid", coerce_numbers_to_str=True,
+        json_schema_extra={"examples": [{"unavailable": ["1002", "4410"]}, {"available": ["1002"]}]},
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ItemsUpdate:
+        both = sorted(set(self.unavailable) & set(self.available))
+        if both:
+            raise ValueError(f"ids both unavailable and available: {', '.join(both[:10])}")
+        if not self.unavailable and not self.available:
+            raise ValueError("give unavailable and/or available ids")
+        return self
+
+
+class ItemsState(BaseModel):
+    unavailable: int = Field(description="Ids in the unavailable set now.")
+    ids: list[str] = Field(default_factory=list, description="Some of them (GET: up to `limit`, sorted).")
+    store: Literal["redis", "memory"]
+    not_in_catalog: list[str] = Field(default_factory=list,
+                                      description="Ids just written that the live model does not know "
+                                      "(kept: a later bundle may).")
+    unavailable_in_bundle: list[str] = Field(
+        default_factory=list, description="Ids marked available that the live bundle's attribute file "
+        "marks available=false: they stay out until a bundle says otherwise.")
 
 
 class ReloadRequest(_Body):

@@ -20,6 +20,10 @@ concepts.npy          (SINE, optional) float32 [L, D], the concept pool C of eq.
 concept_items.npy     (SINE with untied tables, optional) float32 [M, D], the input item
                       embeddings X that eqs. (1)-(2) compare with C; with tied tables (the
                       default) they are item_embeddings.npy itself and are not written twice
+item_attributes.json  (optional) labels per item row: {"format": 1, "columns": {name:
+                      {"values": [distinct labels, sorted], "rows": [[label codes of row 0],
+                      ...]}}}; several codes in a row: a multi-valued attribute (genres);
+                      none: no label (`sine.attributes`, from `--attributes FILE`)
 index.faiss           (after `sine build-index`) the faiss index over item_embeddings
 ===================== =================================================================
 
@@ -48,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from sine import attributes as item_attributes
 from sine.atomic import staging_directory
 from sine.errors import BundleError
 
@@ -61,6 +66,7 @@ SAMPLE_QUERIES = "sample_queries.npy"
 CONCEPTS = "concepts.npy"
 CONCEPT_ITEMS = "concept_items.npy"
 INDEX = "index.faiss"
+ATTRIBUTES = "item_attributes.json"
 REQUIRED_FILES = (ITEMS, ITEM_EMBEDDINGS, POPULARITY, ENCODER, SAMPLE_QUERIES)
 
 ENCODER_INPUT = "clicks"
@@ -92,6 +98,7 @@ class Bundle:
     popularity: np.ndarray  # [M] int64
     concepts: np.ndarray | None = None  # [L, D] float32, the concept pool C (SINE), when exported
     concept_items: np.ndarray | None = None  # [M, D] float32 input table, when untied from the above
+    attributes: item_attributes.ItemAttributes | None = None  # item_attributes.json, when exported with one
 
     @property
     def version(self) -> str:
@@ -142,6 +149,7 @@ def write_bundle(
     extra: Mapping[str, Any] | None = None,
     concepts: np.ndarray | None = None,
     concept_items: np.ndarray | None = None,
+    attributes: item_attributes.ItemAttributes | None = None,
 ) -> Bundle:
     """Write a complete bundle to `target` atomically and return it, read back and verified.
 
@@ -182,6 +190,8 @@ def write_bundle(
         for name, array in ((CONCEPTS, concepts), (CONCEPT_ITEMS, concept_items)):
             if array is not None:
                 np.save(staged / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        if attributes is not None:
+            (staged / ATTRIBUTES).write_bytes(item_attributes.to_json(attributes))
         _seal(staged, manifest)
         read_bundle(staged)  # verify before publishing
     return read_bundle(target)
@@ -296,8 +306,13 @@ def read_bundle(path: str | Path) -> Bundle:
                          or queries.max() > num_items):
         raise BundleError(f"{path}: {SAMPLE_QUERIES} does not match max_len / item count")
     concepts, concept_items = _read_concepts(path, manifest["files"], dim, num_items)
+    attributes = None
+    if ATTRIBUTES in manifest["files"]:
+        attributes = item_attributes.from_json((path / ATTRIBUTES).read_bytes(), num_items,
+                                               f"{path}: {ATTRIBUTES}")
     return Bundle(path=path, manifest=manifest, items=items, item_embeddings=embeddings,
-                  popularity=popularity, concepts=concepts, concept_items=concept_items)
+                  popularity=popularity, concepts=concepts, concept_items=concept_items,
+                  attributes=attributes)
 
 
 def _read_concepts(path: Path, listed: Mapping[str, Any], dim: int,

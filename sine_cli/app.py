@@ -125,14 +125,29 @@ def train(
     item_col: str,
     time_col: str,
     sep: str | None,
+    attributes: Path | None = None,
     **overrides: Any,
 ) -> None:
+    from sine.attributes import read_attribute_file
     from sine.data.logs import LogColumns
     from trainer.run import train_run
 
     config = _collect_config(config_file, overrides)
+    table = read_attribute_file(attributes) if attributes else None  # a bad file fails before training
     metrics = train_run(data, out, config, LogColumns(user_col, item_col, time_col), sep)
+    if table is not None:
+        _save_run_attributes(out, table)
     _print_metrics(metrics)
+
+
+def _save_run_attributes(run_dir: Path, table) -> None:
+    """The attributes, aligned with the run's items, beside the run (`sine export` reads them)."""
+    from sine import attributes
+    from sine.atomic import atomic_write
+    from sine.data.vocabulary import ItemVocabulary
+
+    items = ItemVocabulary.load(run_dir / "vocabulary.json").ids
+    atomic_write(run_dir / attributes.RUN_FILE, attributes.to_json(attributes.align(table, items)))
 
 
 def _train_command() -> Callable[..., Any]:
@@ -154,6 +169,8 @@ def _train_command() -> Callable[..., Any]:
                           default=typer.Option("timestamp", "--time-col", help="Name of the timestamp column (numbers or dates).", rich_help_panel="Data")),  # noqa: E501
         inspect.Parameter("sep", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP045
                           default=typer.Option(None, "--sep", help="Field separator (default: from the file name, ',' or tab).", rich_help_panel="Data")),  # noqa: E501
+        inspect.Parameter("attributes", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
+                          default=typer.Option(None, "--attributes", help="Item attribute file (CSV/Parquet: item_id plus columns such as category, brand, available; several labels as a|b): carried into the bundle for filters and diversity.", rich_help_panel="Data")),  # noqa: E501
     ]
     params = base + _train_config_parameters()
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -230,11 +247,14 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
 def export(
     run_dir: Path = typer.Argument(..., help="Run directory written by `sine train` (sine or sasrec)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write (atomically)."),
+    attributes: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--attributes", help="Item attribute file (CSV/Parquet: item_id plus attribute columns); "
+        "default: the one given to `sine train`, if any."),
 ) -> None:
     """Export a trained run as a model bundle: ONNX user encoder, item table, manifest."""
     from trainer.export import export_bundle
 
-    bundle = export_bundle(run_dir, out)
+    bundle = export_bundle(run_dir, out, attributes=attributes)
     typer.echo(f"bundle {bundle.version}: {bundle.num_items:,} items, D={bundle.dim} -> {out}")
 
 
@@ -371,6 +391,9 @@ def retrain(
     index_type: str = typer.Option("auto", "--index-type", help="Index type (see build-index)."),
     gpu: str = typer.Option("auto", help="Index on a GPU: auto, on, off."),
     recall_floor: float = typer.Option(0.95, help="Refuse an index below this recall@50."),
+    attributes: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--attributes", envvar="SINE_ITEM_ATTRIBUTES",
+        help="Item attribute file for the new bundle; default: the live bundle's, by item id."),
 ) -> None:
     """The nightly cycle: export events, retrain, gate against the live model, publish, swap.
 
@@ -390,7 +413,7 @@ def retrain(
         redis_prefix=redis_prefix, metric=metric, margin=margin, keep=keep, warm_start=warm_start,
         warm_recent=warm_recent, warm_epochs=warm_epochs, warm_patience=warm_patience,
         config_file=config_file, overrides=overrides, index_type=index_type, gpu=gpu,
-        recall_floor=recall_floor,
+        recall_floor=recall_floor, attributes=attributes,
     )
     report = run_retrain(settings)
     summary = {k: report.get(k) for k in ("status", "exit_code", "version", "reason", "error",
@@ -447,16 +470,28 @@ def synth(
     groups: int = typer.Option(20, help="Latent item groups (the planted interests)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same log."),
 ) -> None:
-    """Write a synthetic interaction log with planted user interests."""
-    from sine.data.synthetic import SyntheticSpec, synthetic_log
+    """Write a synthetic interaction log with planted user interests, and its item categories."""
+    from sine.data.synthetic import SyntheticSpec, synthetic_items, synthetic_log
 
     if users < 1 or items < groups or groups < 1:
         raise SineError("need users >= 1, groups >= 1 and items >= groups")
-    frame = synthetic_log(SyntheticSpec(num_users=users, num_items=items, num_groups=groups,
-                                        seed=seed))
+    spec = SyntheticSpec(num_users=users, num_items=items, num_groups=groups, seed=seed)
+    frame = synthetic_log(spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
-    typer.echo(f"wrote {len(frame):,} clicks of {users:,} users on {items:,} items to {out}")
+    catalog = items_file_of(out)
+    synthetic_items(spec).to_csv(catalog, index=False)
+    typer.echo(f"wrote {len(frame):,} clicks of {users:,} users on {items:,} items to {out}, "
+               f"their categories (the planted groups) to {catalog} (sine train --attributes)")
+
+
+def items_file_of(log: Path) -> Path:
+    """`clicks.csv` -> `clicks.items.csv` (`.csv.gz` -> `.items.csv.gz`), as ml-100k's files."""
+    name = log.name
+    for suffix in (".csv.gz", ".csv", ".tsv.gz", ".tsv"):
+        if name.endswith(suffix):
+            return log.with_name(name[: -len(suffix)] + ".items" + suffix)
+    return log.with_name(name + ".items.csv")
 
 
 # ---------------------------------------------------------------------------- demo

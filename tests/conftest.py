@@ -141,3 +141,32 @@ def other_bundle(tmp_path_factory, synthetic_csv) -> Path:
     export_bundle(run, path)
     build_for_bundle(path, kind="flat")
     return path
+
+
+@pytest.fixture(scope="session")
+def attributes_csv(tmp_path_factory) -> Path:
+    """Item attributes of `synthetic_frame`'s catalog: the planted category, a multi-valued
+    tag, a label on 3 items only (``rare``: 1% of the catalog) and a stock flag (6 items
+    ``available=false``)."""
+    from sine.data.synthetic import synthetic_items
+
+    items = synthetic_items(SyntheticSpec(num_users=600, num_items=300, num_groups=12, seed=3))
+    number = items["item_id"].str[1:].astype(int)
+    items["tag"] = [f"t{n % 5}|t{5 + n % 7}" for n in number]
+    items["rare"] = ["yes" if n % 100 == 7 else "" for n in number]
+    items["available"] = ["0" if n % 50 == 25 else "1" for n in number]
+    path = tmp_path_factory.mktemp("attributes") / "items.csv"
+    items.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def attributed_bundle(tmp_path_factory, trained_run, attributes_csv) -> Path:
+    """The trained run exported with item attributes, exact (flat) index."""
+    from index_builder.build import build_for_bundle
+    from trainer.export import export_bundle
+
+    path = tmp_path_factory.mktemp("bundles") / "attributed"
+    export_bundle(trained_run, path, attributes=attributes_csv)
+    build_for_bundle(path, kind="flat")
+    return path

@@ -10,6 +10,10 @@ with a dynamic batch axis and a dynamic sequence axis of 1..n clicks. Its input 
 Without onnxscript (which that exporter needs) SINE falls back to the TorchScript
 exporter. Before a bundle is written, onnxruntime and PyTorch encode the validation users and
 must agree within 1e-4; an export that does not is refused.
+
+Item attributes (`sine.attributes`) come from `attributes` (a file, or a table keyed by
+raw item id, e.g. the live bundle's in a retrain), else from the run (`sine train
+--attributes`); they are aligned with the bundle's item rows.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sine import attributes as item_attributes
 from sine.bundle import ENCODER_INPUT, ENCODER_OUTPUT, Bundle, write_bundle
 from sine.errors import SineError
 from trainer.models import SINE, SequenceEncoder
@@ -141,9 +146,11 @@ def concept_pool(encoder: SequenceEncoder) -> dict[str, np.ndarray]:
     return pool
 
 
-def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | None = None) -> Bundle:
+def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | None = None,
+                  attributes: str | Path | item_attributes.AttributeTable | None = None) -> Bundle:
     """Export the run at `run_dir` as a bundle at `out` (atomically)."""
     run = load_run(run_dir)
+    aligned = run_attributes(run_dir, run.vocabulary.ids, attributes)
     if run.encoder is None:
         raise SineError(
             f"{run_dir}: the {run.config.model} baseline has no user encoder to export; "
@@ -180,8 +187,22 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
                        "best_epoch": run.metrics.get("best_epoch")},
                "training": run.config.to_dict(), **(extra or {})},
         **concept_pool(encoder),
+        attributes=aligned,
     )
     log.info("wrote bundle %s (version %s, %d items, D=%d)", out, bundle.version,
              bundle.num_items, bundle.dim)
     return bundle
 
+
+
+def run_attributes(run_dir: str | Path, items: list[str],
+                   source: str | Path | item_attributes.AttributeTable | None) -> item_attributes.ItemAttributes | None:
+    """The attributes a bundle of this run carries: `source` if given, else the run's own."""
+    if isinstance(source, str | Path):
+        source = item_attributes.read_attribute_file(source)
+    if source is not None:
+        return item_attributes.align(source, items)
+    saved = Path(run_dir) / item_attributes.RUN_FILE
+    if saved.is_file():
+        return item_attributes.from_json(saved.read_bytes(), len(items), str(saved))
+    return None

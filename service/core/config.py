@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     reload_poll_seconds: float = Field(
         5.0, ge=0, description="How often to check the bundle store / Redis pointer for a new "
         "live version (0: only on pub/sub messages and /admin/reload).")
+    availability_poll_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often each replica checks Redis for items marked "
+        "unavailable or available (POST /admin/items): the delay until every replica applies a change.")
+    max_unavailable: int = Field(1_000_000, ge=1, description="Most ids in the unavailable-items set.")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
     static_endpoint: bool = Field(

@@ -8,7 +8,9 @@ one of the user's groups by weight. A model that infers a user's groups and the
 current one beats global popularity by a wide margin; that gap is what the tests pin.
 
 Deterministic for a given seed. The group of each item is written as an extra column
-``category``, which the reader keeps and which a user may compare learned concepts with.
+``category``, which the reader keeps and which a user may compare learned concepts with;
+`synthetic_items` gives the same groups as an item attribute file (``item_id, category``,
+every item of the catalog, clicked or not), for filters and diversity.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def synthetic_log(spec: SyntheticSpec = SyntheticSpec()) -> pd.DataFrame:
     if spec.num_items < spec.num_groups:
         raise ValueError("need at least one item per group")
     rng = np.random.default_rng(spec.seed)
-    group_of_item = rng.permutation(np.arange(spec.num_items) % spec.num_groups)
+    group_of_item = _item_groups(spec, rng)
     members = [np.flatnonzero(group_of_item == g) for g in range(spec.num_groups)]
     popularity = []
     for items in members:
@@ -50,7 +52,8 @@ def synthetic_log(spec: SyntheticSpec = SyntheticSpec()) -> pd.DataFrame:
     users, items, times = [], [], []
     clock = 1_600_000_000.0
     for user in range(spec.num_users):
-        n_interests = rng.integers(spec.min_interests, spec.max_interests + 1)
+        most = min(spec.max_interests, spec.num_groups)  # fewer groups than interests: all of them
+        n_interests = rng.integers(min(spec.min_interests, most), most + 1)
         groups = rng.choice(spec.num_groups, size=n_interests, replace=False)
         weights = rng.dirichlet(np.ones(n_interests))
         length = rng.integers(spec.min_length, spec.max_length + 1)
@@ -75,3 +78,17 @@ def synthetic_log(spec: SyntheticSpec = SyntheticSpec()) -> pd.DataFrame:
     frame = pd.DataFrame({USER: users, ITEM: items, TIME: times})
     frame["category"] = [f"g{group_of_item[int(i[1:])]}" for i in items]
     return frame
+
+
+def _item_groups(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
+    """The planted group of each item: the generator's first draw (so both functions agree)."""
+    return rng.permutation(np.arange(spec.num_items) % spec.num_groups)
+
+
+def synthetic_items(spec: SyntheticSpec = SyntheticSpec()) -> pd.DataFrame:
+    """The item attribute file of `synthetic_log(spec)`: ``item_id, category`` for every item."""
+    if spec.num_items < spec.num_groups:
+        raise ValueError("need at least one item per group")
+    groups = _item_groups(spec, np.random.default_rng(spec.seed))
+    return pd.DataFrame({ITEM: [f"i{i}" for i in range(spec.num_items)],
+                         "category": [f"g{g}" for g in groups]})

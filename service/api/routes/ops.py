@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -41,6 +42,11 @@ async def readyz(request: Request) -> JSONResponse:
         checks["pointer"] = "pinned by an explicit reload or rollback until the live-model pointer moves"
     if state.store.kind == "redis":
         checks["redis"] = "ok" if await state.store.ping() else "unavailable"
+    availability = state.availability
+    if availability.kind == "redis":  # how fresh the unavailable-items set this replica applies is
+        age = time.monotonic() - availability.read_at if availability.read_at is not None else None
+        checks["unavailable_items"] = (f"{len(availability.ids)} ids, read {age:.1f} s ago" if age is not None
+                                       else "never read (Redis did not answer yet)")
     if model is None:
         status = "not ready"
     elif checks.get("redis", "ok") != "ok":
@@ -78,6 +84,8 @@ def public_model_info(model) -> dict:
                        if isinstance(values, dict)}
     index = manifest.get("index") or {}
     info["index"] = {"type": model.index_spec.type, "recall": index.get("recall", {})}
+    # attribute -> number of labels: what `filter` and `diversity` can name
+    info["attributes"] = model.attributes.summary() if model.attributes is not None else {}
     info["serving"] = {"encoder_provider": model.encoder.provider, "index_on": model.index_on,
                        "index_type": model.index_spec.type}
     return info

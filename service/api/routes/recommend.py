@@ -10,10 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from service.api.deps import get_settings, live_model
-from service.core import matching
+from service.core import matching, rules
 from service.core.config import Settings
 from service.recommender import Answer, LoadedModel
-from service.schemas import BatchRequest, BatchResponse, RecommendRequest, RecommendResponse
+from service.schemas import (
+    FILTER_ERROR_EXAMPLE,
+    BatchRequest,
+    BatchResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
 
 router = APIRouter(tags=["recommend"])
 
@@ -65,21 +71,27 @@ def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
     }
 
 
+BAD_REQUEST = {422: {"description": "A bad request, e.g. a filter naming an unknown attribute or label "
+                          "(the message lists what exists)",
+                      "content": {JSON: {"example": {"error": FILTER_ERROR_EXAMPLE}}}}}
+
+
 @router.post("/recommend", response_model=RecommendResponse,
              summary="Top-N items for a click sequence (and/or a user's stored history)",
-             openapi_extra=documented_body(RecommendRequest))
+             openapi_extra=documented_body(RecommendRequest), responses=BAD_REQUEST)
 async def recommend(request: Request) -> Response:
     body = await parse_body(request, RecommendRequest)
     model, settings = live_model(request), request.app.state.settings
     check_limits(body, settings)
     state = request.app.state
     ((query, history),) = await matching.queries_for(state.store, [body])
+    rules.apply(query, body, model, state.availability)
     (answer,) = await matching.answer(state.coalescer, model, [query], settings.batching, state.metrics)
     return Response(orjson.dumps(answer_json(answer, model, history)), media_type=JSON)
 
 
 @router.post("/recommend/batch", response_model=BatchResponse,
-             summary="Many recommendation requests, encoded and searched as one batch")
+             summary="Many recommendation requests, encoded and searched as one batch", responses=BAD_REQUEST)
 async def recommend_batch(
     body: BatchRequest,
     request: Request,
@@ -93,6 +105,8 @@ async def recommend_batch(
         check_limits(item, settings, where=f"requests[{position}]: ")
     state = request.app.state
     prepared = await matching.queries_for(state.store, body.requests)
+    for position, ((query, _), item) in enumerate(zip(prepared, body.requests, strict=True)):
+        rules.apply(query, item, model, state.availability, where=f"requests[{position}]: ")
     answers = await matching.answer(state.coalescer, model, [q for q, _ in prepared], settings.batching,
                                     state.metrics)
     results = [answer_json(a, model, h) for a, (_, h) in zip(answers, prepared, strict=True)]
