@@ -42,6 +42,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--users", type=int, default=0, help="only the first this many users (0: all)")
     parser.add_argument("--new-share", type=float, default=0.2)
     parser.add_argument("--warm-recent", type=int, default=5)
     parser.add_argument("--warm-epochs", type=int, default=5)
@@ -55,13 +56,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     frame = read_log(DATA / f"{args.dataset}.csv.gz")
+    if args.users:
+        frame = frame[frame[USER].isin(frame[USER].unique()[:args.users])].reset_index(drop=True)
     rng = np.random.default_rng(args.seed)
     users = frame[USER].unique()
     chosen = set(rng.choice(users, size=int(args.new_share * len(users)), replace=False))
     last = ~frame.duplicated(USER, keep="last")  # sorted by user then time: each user's last click
     new = last & frame[USER].isin(chosen)
     base, full = frame[~new].reset_index(drop=True), frame
-    report: dict = {"dataset": args.dataset, "seed": args.seed, "new_events": int(new.sum()),
+    report: dict = {"dataset": args.dataset, "users": frame[USER].nunique(), "seed": args.seed,
+                    "new_events": int(new.sum()),
                     "base_clicks": len(base), "settings": args.settings, "threads": args.threads,
                     "load_average_before": os.getloadavg(), "kind": "fresh runs"}
     cold_config = TrainConfig(seed=args.seed, threads=args.threads, **args.settings)
@@ -97,7 +101,8 @@ def run(name: str, data, source: dict, out: Path, config: TrainConfig, report: d
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Warm vs cold on {report['dataset']} (simulated night: {report['new_events']:,} new events, "
+    lines = [f"Warm vs cold on {report['dataset']}, {report['users']:,} users (simulated night: "
+             f"{report['new_events']:,} new events, "
              f"seed {report['seed']}, one seed: no spread; {report['threads']} threads, load average "
              f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after; "
              f"settings {json.dumps(report['settings'])}). Fresh runs.", "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -182,3 +183,26 @@ def test_only_one_retrain_at_a_time(small_world):
     with exclusive(settings.data_dir) as acquired:
         assert acquired
         assert run_retrain(settings)["exit_code"] == LOCKED
+
+
+def test_a_warm_start_trains_on_the_recent_window_from_the_live_run(tmp_path):
+    """The live run's weights as epoch 0, each user's last clicks only, and the gate decides."""
+    import dataclasses
+
+    from trainer.run import METRICS
+
+    _, settings = make_world(tmp_path, None, 200, 100, {**FAST, "dim": 16, "prototypes": 8, "epochs": 1})
+    first = run_retrain(settings)
+    assert first["status"] == "promoted"
+    cold_examples = first["steps"]["train"]["train_examples"]
+    # no overrides: the live model's options, with the warm start's epochs and patience
+    warm = run_retrain(dataclasses.replace(settings, warm_start=True, warm_recent=2, warm_epochs=2,
+                                           overrides={}))
+    train = warm["steps"]["train"]
+    assert warm["status"] in ("promoted", "refused"), warm.get("error")
+    assert train["warm_start"] == first["steps"]["train"]["run"]
+    assert train["train_examples"] < cold_examples
+    run_dir = Path(train["run"]) if Path(train["run"]).exists() else Path(warm["kept_aside"]) / "run"
+    history = json.loads((run_dir / METRICS).read_text())["history"]
+    assert history[0]["epoch"] == 0 and history[0]["loss"] is None  # the live weights, scored
+    assert 1 <= len(history) - 1 <= 2  # its own epochs

@@ -28,7 +28,7 @@ def test_known_items_keep_their_rows_new_items_get_fresh_ones(old_run):
     old = load_run(old_run)
     old_ids = list(old.vocabulary.ids)
     # a new catalog: the old items in another order, two of them gone, three new ones
-    new_ids = ["new-a"] + old_ids[::-1][:-2] + ["new-b", "new-c"]
+    new_ids = ["new-a", *old_ids[::-1][:-2], "new-b", "new-c"]
     vocabulary = ItemVocabulary(new_ids)
     config = TrainConfig(**SMALL)
     torch.manual_seed(11)
