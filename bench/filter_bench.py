@@ -96,10 +96,10 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
     recall = {name: [] for name in variants}
     index_recall = {name: [] for name in variants}  # the index with the selector, forced
     full = {name: 0 for name in variants}
+    rng = np.random.default_rng(seed)
     for round_number in range(rounds):
         for q in range(len(clicks)):
-            order = variants[(q + round_number) % len(variants):] + variants[:(q + round_number) % len(variants)]
-            for name in order:
+            for name in rng.permutation(variants).tolist():  # a fresh order for each query
                 constraint = constraints[name]
                 query = Query(clicks[q], TOP_N, constraint=constraint)
                 elapsed, (answer,) = cpu_ms(lambda query=query: model.recommend([query]))
@@ -110,8 +110,9 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
                 if constraint is None:
                     search[name]["chosen"].append(cpu_ms(lambda v=vector, k=k: model.index.search(v, k))[0])
                 else:
-                    for label, searcher in (("chosen", model.filtered), ("exact", exact_searcher),
-                                            ("index", index_searcher)):
+                    three = [("chosen", model.filtered), ("exact", exact_searcher), ("index", index_searcher)]
+                    for position in rng.permutation(3):  # shuffled too: none always follows another
+                        label, searcher = three[position]
                         search[name][label].append(
                             cpu_ms(lambda s=searcher, v=vector, k=k, c=constraint: s.search(v, k, c))[0])
                 if round_number == 0:  # correctness once per query
@@ -168,7 +169,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"Filtered retrieval on `{report['bundle']}`: {report['catalog']:,} items, D={report['dim']}, "
         f"{report['index']['type']} index {report['index']['search']}; {report['queries']} real validation "
-        f"queries x {report['rounds']} interleaved rounds, top_n {report['top_n']}, one onnxruntime and one "
+        f"queries x {report['rounds']} rounds, the variants of each query in a random order, "
+        f"top_n {report['top_n']}, one onnxruntime and one "
         f"faiss thread. Filter labels: {report['labels']} (seed {report['seed']}). Load average during the "
         f"run: {', '.join(f'{x:.1f}' for x in report['machine']['load_average'])} on "
         f"{report['machine']['cpus']} CPUs.",
