@@ -159,13 +159,27 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
                                 .get("batch1_p50_ms"),
                                 "exact": (model.bundle.manifest.get("index") or {}).get("exact_latency", {})
                                 .get("batch1_p50_ms")},
+        "training": training_of(model.bundle.manifest),
         "results": results,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average": os.getloadavg()},
     }
 
 
+def training_of(manifest: dict) -> dict:
+    """How the model was trained: a capped run is an item table to search, not an accuracy figure."""
+    training = manifest.get("training") or {}
+    return {"model": manifest.get("model"), "dim": manifest.get("dim"), "epochs": training.get("epochs"),
+            "best_epoch": (manifest.get("run") or {}).get("best_epoch"),
+            "test_hr@10": ((manifest.get("metrics") or {}).get("test") or {}).get("hr@10")}
+
+
+def _figure(row: dict, key: str, digits: int) -> str:
+    return f"{row[key]:.{digits}f}" if key in row else "-"
+
+
 def markdown(report: dict) -> str:
+    capped = report["training"]["best_epoch"] == report["training"]["epochs"]
     lines = [
         f"Filtered retrieval on `{report['bundle']}`: {report['catalog']:,} items, D={report['dim']}, "
         f"{report['index']['type']} index {report['index']['search']}; {report['queries']} real validation "
@@ -173,7 +187,10 @@ def markdown(report: dict) -> str:
         f"top_n {report['top_n']}, one onnxruntime and one "
         f"faiss thread. Filter labels: {report['labels']} (seed {report['seed']}). Load average during the "
         f"run: {', '.join(f'{x:.1f}' for x in report['machine']['load_average'])} on "
-        f"{report['machine']['cpus']} CPUs.",
+        f"{report['machine']['cpus']} CPUs. Model: {report['training']['model']}, at most "
+        f"{report['training']['epochs']} epochs (best {report['training']['best_epoch']}"
+        f"{': capped, still improving; an item table to search, not an accuracy figure' if capped else ''}), "
+        f"test HR@10 {report['training']['test_hr@10']:.4f}.",
         "",
         "CPU per request = encode + search + selection (`LoadedModel.recommend`, `time.process_time`); "
         "ratio = against the unfiltered request of the same run. Recall@50 = overlap with exact filtered "
@@ -191,8 +208,8 @@ def markdown(report: dict) -> str:
             f"| {r['filter']} | {r['allowed_items']:,} ({r['share']:.0%}) | {r['strategy']} | {r['full_lists']} "
             f"| {r['recall@50_mean']:.4f} | {r['recall@50_min']:.2f} | {r['request_cpu_ms']:.3f} "
             f"| {r['request_cpu_ratio']:.2f}x | {r['search_cpu_ms']:.3f} | {r['search_cpu_ratio']:.2f}x "
-            f"| {r.get('search_exact_ms', float('nan')):.3f} | {r.get('search_index_ms', float('nan')):.3f} "
-            f"| {r.get('index_recall@50_mean', float('nan')):.4f} |")
+            f"| {_figure(r, 'search_exact_ms', 3)} | {_figure(r, 'search_index_ms', 3)} "
+            f"| {_figure(r, 'index_recall@50_mean', 4)} |")
     return "\n".join(lines) + "\n"
 
 
