@@ -96,10 +96,10 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
     recall = {name: [] for name in variants}
     index_recall = {name: [] for name in variants}  # the index with the selector, forced
     full = {name: 0 for name in variants}
+    rng = np.random.default_rng(seed)
     for round_number in range(rounds):
         for q in range(len(clicks)):
-            order = variants[(q + round_number) % len(variants):] + variants[:(q + round_number) % len(variants)]
-            for name in order:
+            for name in rng.permutation(variants).tolist():  # a fresh order for each query
                 constraint = constraints[name]
                 query = Query(clicks[q], TOP_N, constraint=constraint)
                 elapsed, (answer,) = cpu_ms(lambda query=query: model.recommend([query]))
@@ -110,8 +110,9 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
                 if constraint is None:
                     search[name]["chosen"].append(cpu_ms(lambda v=vector, k=k: model.index.search(v, k))[0])
                 else:
-                    for label, searcher in (("chosen", model.filtered), ("exact", exact_searcher),
-                                            ("index", index_searcher)):
+                    three = [("chosen", model.filtered), ("exact", exact_searcher), ("index", index_searcher)]
+                    for position in rng.permutation(3):  # shuffled too: none always follows another
+                        label, searcher = three[position]
                         search[name][label].append(
                             cpu_ms(lambda s=searcher, v=vector, k=k, c=constraint: s.search(v, k, c))[0])
                 if round_number == 0:  # correctness once per query
@@ -158,20 +159,38 @@ def run(bundle_path: Path, shares: list[float], queries: int, rounds: int, seed:
                                 .get("batch1_p50_ms"),
                                 "exact": (model.bundle.manifest.get("index") or {}).get("exact_latency", {})
                                 .get("batch1_p50_ms")},
+        "training": training_of(model.bundle.manifest),
         "results": results,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average": os.getloadavg()},
     }
 
 
+def training_of(manifest: dict) -> dict:
+    """How the model was trained: a capped run is an item table to search, not an accuracy figure."""
+    training = manifest.get("training") or {}
+    return {"model": manifest.get("model"), "dim": manifest.get("dim"), "epochs": training.get("epochs"),
+            "best_epoch": (manifest.get("run") or {}).get("best_epoch"),
+            "test_hr@10": ((manifest.get("metrics") or {}).get("test") or {}).get("hr@10")}
+
+
+def _figure(row: dict, key: str, digits: int) -> str:
+    return f"{row[key]:.{digits}f}" if key in row else "-"
+
+
 def markdown(report: dict) -> str:
+    capped = report["training"]["best_epoch"] == report["training"]["epochs"]
     lines = [
         f"Filtered retrieval on `{report['bundle']}`: {report['catalog']:,} items, D={report['dim']}, "
         f"{report['index']['type']} index {report['index']['search']}; {report['queries']} real validation "
-        f"queries x {report['rounds']} interleaved rounds, top_n {report['top_n']}, one onnxruntime and one "
+        f"queries x {report['rounds']} rounds, the variants of each query in a random order, "
+        f"top_n {report['top_n']}, one onnxruntime and one "
         f"faiss thread. Filter labels: {report['labels']} (seed {report['seed']}). Load average during the "
         f"run: {', '.join(f'{x:.1f}' for x in report['machine']['load_average'])} on "
-        f"{report['machine']['cpus']} CPUs.",
+        f"{report['machine']['cpus']} CPUs. Model: {report['training']['model']}, at most "
+        f"{report['training']['epochs']} epochs (best {report['training']['best_epoch']}"
+        f"{': capped, still improving; an item table to search, not an accuracy figure' if capped else ''}), "
+        f"test HR@10 {report['training']['test_hr@10']:.4f}.",
         "",
         "CPU per request = encode + search + selection (`LoadedModel.recommend`, `time.process_time`); "
         "ratio = against the unfiltered request of the same run. Recall@50 = overlap with exact filtered "
@@ -189,8 +208,8 @@ def markdown(report: dict) -> str:
             f"| {r['filter']} | {r['allowed_items']:,} ({r['share']:.0%}) | {r['strategy']} | {r['full_lists']} "
             f"| {r['recall@50_mean']:.4f} | {r['recall@50_min']:.2f} | {r['request_cpu_ms']:.3f} "
             f"| {r['request_cpu_ratio']:.2f}x | {r['search_cpu_ms']:.3f} | {r['search_cpu_ratio']:.2f}x "
-            f"| {r.get('search_exact_ms', float('nan')):.3f} | {r.get('search_index_ms', float('nan')):.3f} "
-            f"| {r.get('index_recall@50_mean', float('nan')):.4f} |")
+            f"| {_figure(r, 'search_exact_ms', 3)} | {_figure(r, 'search_index_ms', 3)} "
+            f"| {_figure(r, 'index_recall@50_mean', 4)} |")
     return "\n".join(lines) + "\n"
 
 

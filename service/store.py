@@ -11,6 +11,8 @@ Redis layout (every key starts with the configured prefix, ``sine:`` by default)
 ``{prefix}model:reload``         pub/sub channel: a new live bundle was published
 ================================ ===================================================
 
+(The unavailable-items set and its version counter: `service.core.availability`.)
+
 A batch of events is written in one MULTI/EXEC transaction (history pushes, trims and
 stream entries), so it is stored whole or not at all, and it is acknowledged only after
 Redis answered.

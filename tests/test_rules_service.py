@@ -265,3 +265,13 @@ def test_in_process_availability_limits_and_the_token(attributed_bundle, bundle)
         assert not served_for(c, sequences(bundle, 5), top_n=300) & {"i1", "i2"}
     with client_for(attributed_bundle) as c:
         assert c.post("/admin/items", json={"unavailable": ["i1"]}).status_code == 403
+
+
+def test_the_announcement_reaches_a_replica_long_before_its_next_poll(attributed_bundle, bundle, redis_url):
+    clicks = sequences(bundle, 5)
+    with client_for(attributed_bundle, redis_url=redis_url, admin_token="s3cret") as a, \
+            client_for(attributed_bundle, redis_url=redis_url, availability_poll_seconds=60) as b:
+        time.sleep(0.5)  # b's watcher subscribes
+        marked = sorted(served_for(b, clicks, top_n=10))[:5]
+        assert a.post("/admin/items", json={"unavailable": marked}, headers=AUTH).status_code == 200
+        assert wait_until(lambda: not served_for(b, clicks) & set(marked), seconds=10) < 10

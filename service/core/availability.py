@@ -8,13 +8,15 @@ across restarts; without Redis it lives in the process (one replica, lost at res
 ``{prefix}items:unavailable:version``  counter, incremented with every change
 ====================================== =================================================
 
-`POST /admin/items` changes both in one MULTI/EXEC; an operator may also write the set
-directly (``SADD``/``SREM``, then ``INCR`` the version). Every replica polls the version
-and the set's size every `SINE_AVAILABILITY_POLL_SECONDS` (0.5 s) with one pipelined
-round trip, reads the set again (SSCAN, in pages) when either changed, and reads it
-regardless every `FULL_READ_SECONDS` (a direct SADD + SREM of the same count, without
-INCR, changes neither). So a change reaches every replica within about one poll
-interval plus one read, with no reload. The ids are raw ids, so any bundle, a retrained
+`POST /admin/items` changes both in one MULTI/EXEC and announces the change on the
+pub/sub channel ``{prefix}items:changed``; an operator may also write the set directly
+(``SADD``/``SREM``, then ``INCR`` the version). Every replica reads the set again (SSCAN,
+in pages) as soon as an announcement arrives, and otherwise polls the version and the
+set's size every `SINE_AVAILABILITY_POLL_SECONDS` (0.5 s) with one pipelined round trip,
+reading the set when either changed, and regardless every `FULL_READ_SECONDS` (a direct
+SADD + SREM of the same count, without INCR, changes neither). So a change reaches every
+replica within one read of the announcement, or one poll interval when the
+announcement is lost (pub/sub does not queue), with no reload. The ids are raw ids, so any bundle, a retrained
 one included, is filtered by the same set (`rows_for`); ids the bundle does not know
 are ignored. While Redis does not answer, the last set read keeps applying.
 
@@ -25,6 +27,7 @@ larger set written directly is read up to the bound, with an error in the log).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -48,6 +51,7 @@ class Availability:
         self.client = client  # redis.asyncio.Redis (decode_responses=True), or None: in-process
         self.key = f"{prefix}items:unavailable"
         self.version_key = f"{prefix}items:unavailable:version"
+        self.channel = f"{prefix}items:changed"
         self.poll_seconds = poll_seconds
         self.max_items = max_items
         self.ids: frozenset[str] = frozenset()
@@ -97,28 +101,45 @@ class Availability:
         return self.tag != before
 
     async def watch(self) -> None:
-        """Poll until cancelled; a Redis outage is logged once and keeps the last set."""
+        """Follow announcements and poll until cancelled; a Redis outage is logged once and
+        keeps the last set."""
         if self.client is None:
             return
+        pubsub = None
         last_full = time.monotonic()
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            full = time.monotonic() - last_full >= FULL_READ_SECONDS
-            try:
-                if await self.refresh(force=full):
-                    log.info("unavailable items: %d (change %d)", len(self.ids), self.tag)
-                if full:
-                    last_full = time.monotonic()
-                if not self._readable:
-                    log.info("the unavailable-items set in Redis is readable again")
-                self._readable = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the last set read keeps applying
-                (log.warning if self._readable else log.debug)(
-                    "cannot read the unavailable-items set from Redis (the last one read, %d ids, "
-                    "keeps applying): %s", len(self.ids), exc)
-                self._readable = False
+        try:
+            while True:
+                announced = False
+                try:
+                    if pubsub is None:
+                        pubsub = self.client.pubsub()
+                        await pubsub.subscribe(self.channel)
+                    # wakes at an announcement, or after one poll interval
+                    announced = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                         timeout=self.poll_seconds) is not None
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # no pub/sub now: poll, and subscribe again next time
+                    pubsub = await _close(pubsub)
+                    await asyncio.sleep(self.poll_seconds)
+                full = time.monotonic() - last_full >= FULL_READ_SECONDS
+                try:
+                    if await self.refresh(force=full or announced):
+                        log.info("unavailable items: %d (change %d)", len(self.ids), self.tag)
+                    if full:
+                        last_full = time.monotonic()
+                    if not self._readable:
+                        log.info("the unavailable-items set in Redis is readable again")
+                    self._readable = True
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the last set read keeps applying
+                    (log.warning if self._readable else log.debug)(
+                        "cannot read the unavailable-items set from Redis (the last one read, %d ids, "
+                        "keeps applying): %s", len(self.ids), exc)
+                    self._readable = False
+        finally:
+            await _close(pubsub)
 
     # ------------------------------------------------------------------ writing
 
@@ -143,9 +164,10 @@ class Availability:
                 pipe.srem(self.key, *available)
             pipe.incr(self.version_key)
             pipe.scard(self.key)
+            pipe.publish(self.channel, "changed")
             results = await pipe.execute()
-        await self.refresh(force=True)  # this replica at once; the others at their next poll
-        return int(results[-1])
+        await self.refresh(force=True)  # this replica at once; the others on the announcement
+        return int(results[-2])
 
     # ------------------------------------------------------------------ applying
 
@@ -160,3 +182,10 @@ class Availability:
         result = (self.tag, np.sort(rows))
         self._rows[model] = result
         return result
+
+
+async def _close(pubsub) -> None:
+    """Close a pub/sub connection without waiting long on a dead Redis; returns None."""
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pubsub.aclose(), timeout=1)

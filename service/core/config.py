@@ -71,7 +71,8 @@ class Settings(BaseSettings):
         "live version (0: only on pub/sub messages and /admin/reload).")
     availability_poll_seconds: float = Field(
         0.5, gt=0, le=60, description="How often each replica checks Redis for items marked "
-        "unavailable or available (POST /admin/items): the delay until every replica applies a change.")
+        "unavailable or available when no change is announced (a direct write to the set, a lost "
+        "announcement): the longest delay until every replica applies it.")
     max_unavailable: int = Field(1_000_000, ge=1, description="Most ids in the unavailable-items set.")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
