@@ -11,6 +11,9 @@ Business rules (`service.core.rules` builds them per request): a query's `constr
 (attribute filter and unavailable items) is applied inside the search (`sine.filters`;
 queries sharing one are searched as one batch), its `diversity` rule picks the top-N
 from a deeper candidate list (`sine.diversity`). Both apply to the popular fallback too.
+
+Queries asking for per-interest retrieval or explanations are answered from the encoder's
+per-interest outputs (`service.interests`); constraints and diversity apply to them too.
 """
 
 from __future__ import annotations
@@ -24,8 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
+from service import interests
 from sine import filters, search
-from sine.bundle import Bundle, read_bundle
+from sine.bundle import (
+    ENCODER_OUTPUT,
+    INTENTION_ASSIGNMENT,
+    INTEREST_OUTPUTS,
+    INTEREST_VECTORS,
+    INTEREST_WEIGHTS,
+    Bundle,
+    read_bundle,
+)
 from sine.concepts import ConceptAnalysis, analyse_bundle
 from sine.diversity import DiversityRule
 from sine.encoder import OnnxEncoder, prepare_clicks
@@ -45,6 +57,9 @@ class Query:
     exclude_clicked: bool = True
     constraint: filters.Constraint | None = None  # rows it may get (filter, availability)
     diversity: DiversityRule | None = None
+    retrieval: str = "aggregate"  # or "interests" (service.interests)
+    interest_diversity: float = interests.DEFAULT_INTEREST_DIVERSITY
+    explain: bool = False
 
 
 @dataclass
@@ -53,6 +68,7 @@ class Answer:
     scores: list[float]
     unknown_clicks: list[str] = field(default_factory=list)
     fallback: bool = False
+    explanation: interests.Explanation | None = None  # when the query asked to explain
 
 
 class LoadedModel:
@@ -103,6 +119,9 @@ class LoadedModel:
             bundle.attributes, bundle.num_items,
             bundle.attributes.unavailable_rows() if bundle.attributes is not None else None)
         self.filtered = filters.FilteredSearch(self.index, self.index_spec, section)
+        # which per-interest outputs the encoder has (older bundles: some or none)
+        self.interest_outputs = [name for name in INTEREST_OUTPUTS if name in self.encoder.outputs]
+        self.by_share = 1.0  # the share of a list divided among interests (benchmarks compare 0)
         self._smoke_test()
         log.info("loaded bundle %s (%s items, %s index on %s, encoder on %s) in %.2f s", self.version,
                  f"{self.num_items:,}", self.index_spec.type, self.index_on, self.encoder.provider,
@@ -127,6 +146,15 @@ class LoadedModel:
         if not np.isfinite(vectors).all() or (rows < 0).all():
             raise BundleError(f"{self.bundle.path}: smoke test failed: the encoder or the index "
                               "returns no usable result")
+        if self.interest_outputs:
+            try:
+                interests.check_outputs(self.encoder.encode_all(queries), queries, self.bundle.dim)
+            except BundleError as exc:
+                raise BundleError(f"{self.bundle.path}: smoke test failed: {exc}") from None
+
+    def missing_outputs(self, retrieval: str, explain: bool) -> list[str]:
+        """Encoder outputs a query with these options needs and this bundle lacks."""
+        return interests.missing_outputs(self.encoder.outputs, retrieval, explain)
 
     def rows_of(self, item_ids: Sequence[str]) -> tuple[list[int], list[str]]:
         """Rows of the known ids (in order) and the unknown ids."""
@@ -141,7 +169,13 @@ class LoadedModel:
         return rows, unknown
 
     def recommend(self, queries: Sequence[Query]) -> list[Answer]:
-        """Answer a batch of queries with one encoder call and one index search per constraint."""
+        """Answer a batch of queries with one encoder call and one index search per retrieval
+        mode and constraint in the batch (the aggregate vectors; every interest of the
+        "interests" users)."""
+        for q in queries:
+            missing = self.missing_outputs(q.retrieval, q.explain)
+            if missing:  # the API refuses such requests first (422); this guards other callers
+                raise BundleError(f"bundle {self.version}: the encoder lacks {', '.join(missing)}")
         prepared = []
         for q in queries:
             rows, unknown = self.rows_of(q.clicks)
@@ -154,37 +188,81 @@ class LoadedModel:
         answers: list[Answer | None] = [None] * len(queries)
         if with_clicks:
             sequences = [[r + 1 for r in prepared[i][0][-self.max_len:]] for i in with_clicks]
-            vectors = self.encoder.encode(prepare_clicks(sequences, self.max_len))
-            groups: dict[int, list[int]] = {}  # positions in with_clicks, by constraint
+            batch = prepare_clicks(sequences, self.max_len)
+            modes = [queries[i].retrieval for i in with_clicks]
+            if "interests" in modes or any(queries[i].explain for i in with_clicks):
+                outputs = self.encoder.encode_all(batch)
+            else:
+                outputs = {ENCODER_OUTPUT: self.encoder.encode(batch)}
+            groups: dict[tuple[str, int], list[int]] = {}  # positions in with_clicks
             for j, i in enumerate(with_clicks):
-                groups.setdefault(id(queries[i].constraint), []).append(j)
-            for members in groups.values():
-                constraint = queries[with_clicks[members[0]]].constraint
-                wanted = max(self._depth(queries[with_clicks[j]], prepared[with_clicks[j]][3])
-                             + len(prepared[with_clicks[j]][2]) for j in members)
-                k = min(wanted, self.num_items)
-                if constraint is None:
-                    scores, rows = self.index.search(vectors[members], k)
+                groups.setdefault((modes[j], id(queries[i].constraint)), []).append(j)
+            for (mode, _), members in groups.items():
+                users = [with_clicks[j] for j in members]
+                searcher = self._searcher(queries[users[0]].constraint)
+                if mode == "aggregate":
+                    self._recommend_aggregate(queries, prepared, users, outputs[ENCODER_OUTPUT][members],
+                                              searcher, answers)
                 else:
-                    scores, rows = self.filtered.search(vectors[members], k, constraint)
-                # plain Python lists: indexing numpy scalars one by one costs more than the search
-                all_rows, all_scores = rows.tolist(), scores.tolist()
-                for j, member in enumerate(members):
-                    i = with_clicks[member]
-                    _, unknown, excluded, top_n = prepared[i]
-                    depth = self._depth(queries[i], top_n)
-                    kept, values = [], []
-                    for row, score in zip(all_rows[j], all_scores[j], strict=True):
-                        if row >= 0 and row not in excluded:
-                            kept.append(row)
-                            values.append(score)
-                            if len(kept) == depth:
-                                break
-                    answers[i] = self._answer(queries[i], kept, values, top_n, unknown, fallback=False)
+                    shares = interests.shares_of(
+                        outputs[INTEREST_WEIGHTS][members], outputs[INTENTION_ASSIGNMENT][members],
+                        [len(sequences[j]) for j in members], [queries[i].interest_diversity for i in users])
+                    self._recommend_per_interest(queries, prepared, users, outputs[INTEREST_VECTORS][members],
+                                                 shares, searcher, answers)
         for i, (_, unknown, excluded, top_n) in enumerate(prepared):
             if answers[i] is None:
                 answers[i] = self.popular(top_n, excluded, unknown, queries[i])
+                if queries[i].explain:
+                    answers[i].explanation = interests.NO_INTERESTS  # type: ignore[union-attr]
+        for j, i in enumerate(with_clicks):
+            if queries[i].explain:
+                answer = answers[i]
+                clicks = [self.item_list[r - 1] for r in sequences[j]]
+                rows = [self.row_of[item] for item in answer.item_ids]  # type: ignore[union-attr]
+                answer.explanation = interests.explain(  # type: ignore[union-attr]
+                    outputs, j, clicks, self.index.items, rows)
         return answers  # type: ignore[return-value]
+
+    def _searcher(self, constraint: filters.Constraint | None):
+        """What answers `.search(vectors, k)` for queries under `constraint`: the index, or the
+        filtered search (`sine.filters`) bound to that constraint."""
+        if constraint is None:
+            return self.index
+        return _ConstrainedSearch(self.filtered, constraint)
+
+    def _recommend_aggregate(self, queries: Sequence[Query], prepared: list, users: list[int],
+                             vectors: np.ndarray, searcher, answers: list[Answer | None]) -> None:
+        """The paper's inference: one search with the aggregated user vectors."""
+        wanted = max(self._depth(queries[i], prepared[i][3]) + len(prepared[i][2]) for i in users)
+        k = min(wanted, self.num_items)
+        scores, rows = searcher.search(vectors, k)
+        # plain Python lists: indexing numpy scalars one by one costs more than the search
+        all_rows, all_scores = rows.tolist(), scores.tolist()
+        for j, i in enumerate(users):
+            _, unknown, excluded, top_n = prepared[i]
+            depth = self._depth(queries[i], top_n)
+            kept, values = [], []
+            for row, score in zip(all_rows[j], all_scores[j], strict=True):
+                if row >= 0 and row not in excluded:
+                    kept.append(row)
+                    values.append(score)
+                    if len(kept) == depth:
+                        break
+            answers[i] = self._answer(queries[i], kept, values, top_n, unknown, fallback=False)
+
+    def _recommend_per_interest(self, queries: Sequence[Query], prepared: list, users: list[int],
+                                vectors: np.ndarray, shares: np.ndarray, searcher,
+                                answers: list[Answer | None]) -> None:
+        """Per-interest retrieval: one search for all these users' interests, each list
+        divided among them by `shares` (`service.interests`); a diversity rule then picks the
+        top-N from the deeper merged list it asks for."""
+        wanted = [self._depth(queries[i], prepared[i][3]) for i in users]
+        depth = min(max(w + len(prepared[i][2]) for w, i in zip(wanted, users, strict=True)), self.num_items)
+        results = interests.retrieve(searcher, self.index.items, vectors, shares,
+                                     [prepared[i][2] for i in users], wanted, depth, self.by_share)
+        for i, (rows, scores) in zip(users, results, strict=True):
+            answers[i] = self._answer(queries[i], rows, scores, prepared[i][3], prepared[i][1],
+                                      fallback=False)
 
     @staticmethod
     def _depth(query: Query, top_n: int) -> int:
@@ -223,3 +301,13 @@ class LoadedModel:
             if self._concepts is None:
                 self._concepts = analyse_bundle(self.bundle)
             return self._concepts
+
+
+class _ConstrainedSearch:
+    """An `ItemSearch`-like `.search(vectors, k)` bound to one constraint (`sine.filters`)."""
+
+    def __init__(self, filtered: filters.FilteredSearch, constraint: filters.Constraint):
+        self.filtered, self.constraint = filtered, constraint
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.filtered.search(vectors, k, self.constraint)

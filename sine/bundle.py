@@ -14,6 +14,7 @@ items.json            raw item ids; row r of every item-shaped array is item ind
 item_embeddings.npy   float32 [M, D], the table scores are inner products with
 popularity.npy        int64 [M], training clicks per item (cold-start fallback)
 user_encoder.onnx     clicks [batch, seq] int64, left-padded with 0 -> user_vector [batch, D]
+                      and, for SINE, the per-interest outputs (`INTEREST_OUTPUTS`)
 sample_queries.npy    int64 [Q, n], validation click windows: recall checks and smoke tests
 concepts.npy          (SINE, optional) float32 [L, D], the concept pool C of eq. (2): what
                       `sine inspect` and GET /model/concepts read (`sine.concepts`)
@@ -71,6 +72,14 @@ REQUIRED_FILES = (ITEMS, ITEM_EMBEDDINGS, POPULARITY, ENCODER, SAMPLE_QUERIES)
 
 ENCODER_INPUT = "clicks"
 ENCODER_OUTPUT = "user_vector"
+# A SINE encoder's optional outputs beside the user vector (eqs. 2, 3, 5 and 7). Bundles
+# exported before they existed lack some or all of them; the service reads which ones an
+# encoder has from the ONNX graph itself and refuses only the requests that need them.
+INTEREST_VECTORS = "interest_vectors"  # [batch, K, D] float32, phi^k of eq. (5)
+INTEREST_WEIGHTS = "interest_weights"  # [batch, K] float32, e_k of eq. (7), sum to 1
+CONCEPT_IDS = "concept_ids"  # [batch, K] int64, the activated prototypes of eq. (2), slot order
+INTENTION_ASSIGNMENT = "intention_assignment"  # [batch, seq, K] float32, P(k|t) of eq. (3)
+INTEREST_OUTPUTS = (INTEREST_VECTORS, INTEREST_WEIGHTS, CONCEPT_IDS, INTENTION_ASSIGNMENT)
 PADDING = 0
 
 

@@ -4,12 +4,16 @@ The encoder is exported with the dynamo-based exporter (``torch.onnx.export(...,
 dynamo=True)``) at opset 18 (LayerNormalization needs 17+, TopK 11+), in eval mode,
 with a dynamic batch axis and a dynamic sequence axis of 1..n clicks. Its input is
 ``clicks`` [batch, seq] int64, left-padded with 0; its outputs are ``user_vector``
-[batch, D] and, for SINE, ``interest_vectors`` [batch, K, D] and ``interest_weights``
-[batch, K] (the eq. 7 weights: explanations and per-interest retrieval).
+[batch, D] and, for SINE, the per-interest outputs of `sine.bundle.INTEREST_OUTPUTS`:
+``interest_vectors`` [batch, K, D], ``interest_weights`` [batch, K] (eq. 7),
+``concept_ids`` [batch, K] (the prototypes eq. 2 activated) and ``intention_assignment``
+[batch, seq, K] (P(k|t) of eq. 3). The service retrieves per interest and explains its
+answers with them.
 
 Without onnxscript (which that exporter needs) SINE falls back to the TorchScript
 exporter. Before a bundle is written, onnxruntime and PyTorch encode the validation users and
-must agree within 1e-4; an export that does not is refused.
+must agree on every output: within 1e-4 for the float outputs, exactly for the concept
+ids. An export that does not is refused.
 
 Item attributes (`sine.attributes`) come from `attributes` (a file, or a table keyed by
 raw item id, e.g. the live bundle's in a retrain), else from the run (`sine train
@@ -31,7 +35,17 @@ import torch
 from torch import nn
 
 from sine import attributes as item_attributes
-from sine.bundle import ENCODER_INPUT, ENCODER_OUTPUT, Bundle, write_bundle
+from sine.bundle import (
+    CONCEPT_IDS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    INTENTION_ASSIGNMENT,
+    INTEREST_OUTPUTS,
+    INTEREST_VECTORS,
+    INTEREST_WEIGHTS,
+    Bundle,
+    write_bundle,
+)
 from sine.errors import SineError
 from trainer.models import SINE, SequenceEncoder
 from trainer.run import load_run
@@ -40,6 +54,14 @@ log = logging.getLogger("sine.export")
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
+
+EXTRAS_OF_OUTPUT = {
+    INTEREST_VECTORS: "interest_vectors",
+    INTEREST_WEIGHTS: "interest_weights",
+    CONCEPT_IDS: "concepts",
+    INTENTION_ASSIGNMENT: "intention_assignment",
+}
+"""Which `EncoderOutput.extras` entry of SINE each per-interest ONNX output is."""
 
 
 class ExportedEncoder(nn.Module):
@@ -53,14 +75,49 @@ class ExportedEncoder(nn.Module):
     def forward(self, clicks: torch.Tensor):  # type: ignore[override]
         out = self.encoder(clicks)
         if self.with_interests:
-            return out.user_vector, out.extras["interest_vectors"], out.extras["interest_weights"]
+            return (out.user_vector, *(out.extras[EXTRAS_OF_OUTPUT[name]] for name in INTEREST_OUTPUTS))
         return out.user_vector
 
 
 def output_names(encoder: SequenceEncoder) -> list[str]:
     if isinstance(encoder, SINE):
-        return [ENCODER_OUTPUT, "interest_vectors", "interest_weights"]
+        return [ENCODER_OUTPUT, *INTEREST_OUTPUTS]
     return [ENCODER_OUTPUT]
+
+
+def torch_outputs(encoder: SequenceEncoder, clicks: np.ndarray) -> dict[str, np.ndarray]:
+    """What the ONNX encoder should output for `clicks`, computed by PyTorch."""
+    with torch.no_grad():
+        values = ExportedEncoder(encoder).eval()(torch.as_tensor(clicks))
+    values = values if isinstance(values, tuple) else (values,)
+    return {name: v.numpy() for name, v in zip(output_names(encoder), values, strict=True)}
+
+
+def output_differences(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
+    """Largest absolute difference per output; for `concept_ids`, rows whose sets differ.
+
+    Two runtimes may order two near-tied prototypes differently within the top K (eq. 2's
+    ranking); the slots are then the same interests in another order, which changes no
+    user vector, retrieval or explanation. So the per-interest outputs are compared with
+    each row's slots sorted by concept id; a different *set* of concepts is a real
+    disagreement and counts.
+    """
+    out = {}
+    if CONCEPT_IDS in expected:
+        order_e = np.argsort(expected[CONCEPT_IDS], axis=1, kind="stable")
+        order_g = np.argsort(got[CONCEPT_IDS], axis=1, kind="stable")
+        axis = {INTEREST_VECTORS: 1, INTEREST_WEIGHTS: 1, CONCEPT_IDS: 1, INTENTION_ASSIGNMENT: 2}
+        expected, got = dict(expected), dict(got)
+        for name, k_axis in axis.items():
+            shape_e = [1] * expected[name].ndim
+            shape_e[0], shape_e[k_axis] = order_e.shape
+            expected[name] = np.take_along_axis(expected[name], order_e.reshape(shape_e), k_axis)
+            got[name] = np.take_along_axis(got[name], order_g.reshape(shape_e), k_axis)
+        out[CONCEPT_IDS] = float((expected[CONCEPT_IDS] != got[CONCEPT_IDS]).any(axis=1).sum())
+    for name, value in expected.items():
+        if name != CONCEPT_IDS:
+            out[name] = float(np.abs(value - got[name]).max()) if value.size else 0.0
+    return out
 
 
 def export_onnx(encoder: SequenceEncoder, max_len: int) -> bytes:
@@ -122,16 +179,16 @@ def onnx_session(model: bytes | str | Path, threads: int = 0):
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def parity(encoder: SequenceEncoder, onnx_model: bytes, clicks: np.ndarray) -> float:
-    """Largest absolute difference of the user vectors from PyTorch and onnxruntime."""
+def parity(encoder: SequenceEncoder, onnx_model: bytes, clicks: np.ndarray) -> dict[str, float]:
+    """PyTorch against onnxruntime on `clicks`, per output (see `output_differences`)."""
     session = onnx_session(onnx_model)
-    worst = 0.0
+    names = output_names(encoder)
+    worst = dict.fromkeys(names, 0.0)
     for start in range(0, len(clicks), 512):
         batch = clicks[start : start + 512]
-        with torch.no_grad():
-            expected = encoder(torch.as_tensor(batch)).user_vector.numpy()
-        got = session.run([ENCODER_OUTPUT], {ENCODER_INPUT: batch})[0]
-        worst = max(worst, float(np.abs(expected - got).max()))
+        got = dict(zip(names, session.run(names, {ENCODER_INPUT: batch}), strict=True))
+        for name, value in output_differences(torch_outputs(encoder, batch), got).items():
+            worst[name] = max(worst[name], value) if name != CONCEPT_IDS else worst[name] + value
     return worst
 
 
@@ -144,6 +201,13 @@ def concept_pool(encoder: SequenceEncoder) -> dict[str, np.ndarray]:
     if encoder.output_embedding is not None:
         pool["concept_items"] = encoder.item_embedding.weight[1:].detach().cpu().numpy()
     return pool
+
+
+def parity_failures(worst: dict[str, float]) -> list[str]:
+    """The outputs that disagree: float outputs beyond the tolerance, any differing concept set."""
+    return [f"{name} by {value:.2e}" if name != CONCEPT_IDS else f"{name} in {value:.0f} rows"
+            for name, value in worst.items()
+            if not (value == 0 if name == CONCEPT_IDS else value <= PARITY_TOLERANCE)]
 
 
 def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | None = None,
@@ -162,11 +226,12 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
     onnx_model = export_onnx(encoder, run.config.max_len)
     if len(queries):
         worst = parity(encoder, onnx_model, queries)
-        log.info("onnxruntime vs PyTorch on %d validation users: max abs difference %.2e",
-                 len(queries), worst)
-        if not worst <= PARITY_TOLERANCE:
-            raise SineError(f"exported encoder disagrees with PyTorch by {worst:.2e} "
-                            f"(> {PARITY_TOLERANCE}); not writing a bundle")
+        log.info("onnxruntime vs PyTorch on %d validation users: %s", len(queries),
+                 ", ".join(f"{name} {value:.2e}" for name, value in worst.items()))
+        failures = parity_failures(worst)
+        if failures:
+            raise SineError(f"exported encoder disagrees with PyTorch on {'; '.join(failures)} "
+                            f"(tolerance {PARITY_TOLERANCE}); not writing a bundle")
     items = encoder.item_vectors().detach().cpu().numpy()
     hyper = dict(run.info.get("architecture", {}))
     hyper.pop("num_items", None)

@@ -28,6 +28,9 @@ class Requested(Protocol):
     top_n: int
     exclude: list[str]
     exclude_clicked: bool
+    retrieval: str
+    interest_diversity: float
+    explain: bool
 
 
 def merge_history(stored: Sequence[str], clicks: Sequence[str]) -> list[str]:
@@ -78,7 +81,8 @@ async def queries_for(store: HistoryStore, requests: Sequence[Requested]) -> lis
                 previous = stored.get(r.user_id, [])
                 history = "merged" if previous else "empty"
                 clicks = merge_history(previous, clicks)
-        out.append((Query(clicks, r.top_n, r.exclude, r.exclude_clicked), history))
+        out.append((Query(clicks, r.top_n, r.exclude, r.exclude_clicked, r.retrieval, r.interest_diversity,
+                          r.explain), history))
     return out
 
 

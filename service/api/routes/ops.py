@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service import interests
 from service.api.deps import live_model
 from service.schemas import ConceptsResponse, Health
 from sine.concepts import CAPTURE_RULE, NEAREST_MAX, NEAREST_RULE, NoConceptPool
@@ -68,7 +69,8 @@ MANIFEST_FIELDS = ("version", "model", "dim", "max_len", "num_items", "created_a
 or its full configuration (they describe the training machine, not the model's contract)."""
 
 
-@router.get("/model", summary="The live model: version, dimensions, catalog size, index, metrics")
+@router.get("/model", summary="The live model: version, dimensions, catalog size, index, metrics, "
+            "encoder outputs (which retrieval modes and explanations it answers)")
 async def model_manifest(request: Request) -> JSONResponse:
     model = request.app.state.holder.model
     if model is None:
@@ -88,6 +90,8 @@ def public_model_info(model) -> dict:
     info["attributes"] = model.attributes.summary() if model.attributes is not None else {}
     info["serving"] = {"encoder_provider": model.encoder.provider, "index_on": model.index_on,
                        "index_type": model.index_spec.type}
+    # which per-interest outputs the encoder has, hence which request options it answers
+    info["encoder"] = interests.capabilities(model.encoder.outputs)
     return info
 
 

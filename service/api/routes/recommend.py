@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from service import interests
 from service.api.deps import get_settings, live_model
 from service.core import matching, rules
 from service.core.config import Settings
@@ -61,14 +62,30 @@ def check_limits(body: RecommendRequest, settings: Settings, where: str = "") ->
                                  f"{settings.max_clicks} (SINE_MAX_CLICKS)")
 
 
+def check_outputs(body: RecommendRequest, model: LoadedModel, where: str = "") -> None:
+    """A request for per-interest retrieval or explanations against a bundle whose encoder
+    lacks those outputs (a baseline, or exported before them) is refused, not degraded."""
+    missing = model.missing_outputs(body.retrieval, body.explain)
+    if missing:
+        asked = "explain" if body.explain else 'retrieval "interests"'
+        raise HTTPException(422, f"{where}{asked} needs the encoder outputs {', '.join(missing)}, which "
+                                 f"the live model ({model.bundle.manifest['model']}, version "
+                                 f"{model.version}) does not have (GET /model lists them); ask for "
+                                 'retrieval "aggregate" without explain, or serve a SINE bundle '
+                                 "exported by this release (sine export)")
+
+
 def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
-    return {
+    body = {
         "items": [{"item_id": i, "score": s} for i, s in zip(answer.item_ids, answer.scores, strict=True)],
         "model_version": model.version,
         "unknown_clicks": answer.unknown_clicks,
         "fallback": answer.fallback,
         "history": history,
     }
+    if answer.explanation is not None:
+        body["interests"] = interests.explanation_json(body["items"], answer.explanation)
+    return body
 
 
 BAD_REQUEST = {422: {"description": "A bad request, e.g. a filter naming an unknown attribute or label "
@@ -83,6 +100,7 @@ async def recommend(request: Request) -> Response:
     body = await parse_body(request, RecommendRequest)
     model, settings = live_model(request), request.app.state.settings
     check_limits(body, settings)
+    check_outputs(body, model)
     state = request.app.state
     ((query, history),) = await matching.queries_for(state.store, [body])
     rules.apply(query, body, model, state.availability)
@@ -103,6 +121,7 @@ async def recommend_batch(
                                  f"{settings.max_batch} (SINE_MAX_BATCH)")
     for position, item in enumerate(body.requests):
         check_limits(item, settings, where=f"requests[{position}]: ")
+        check_outputs(item, model, where=f"requests[{position}]: ")
     state = request.app.state
     prepared = await matching.queries_for(state.store, body.requests)
     for position, ((query, _), item) in enumerate(zip(prepared, body.requests, strict=True)):
