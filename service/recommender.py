@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class Query:
     top_n: int = 50
     exclude: Sequence[str] = ()
     exclude_clicked: bool = True
+    _: KW_ONLY  # the options below by name only: positions would silently shift as they grow
     constraint: filters.Constraint | None = None  # rows it may get (filter, availability)
     diversity: DiversityRule | None = None
     retrieval: str = "aggregate"  # or "interests" (service.interests)

@@ -81,8 +81,8 @@ async def queries_for(store: HistoryStore, requests: Sequence[Requested]) -> lis
                 previous = stored.get(r.user_id, [])
                 history = "merged" if previous else "empty"
                 clicks = merge_history(previous, clicks)
-        out.append((Query(clicks, r.top_n, r.exclude, r.exclude_clicked, r.retrieval, r.interest_diversity,
-                          r.explain), history))
+        out.append((Query(clicks, r.top_n, r.exclude, r.exclude_clicked, retrieval=r.retrieval,
+                          interest_diversity=r.interest_diversity, explain=r.explain), history))
     return out
 
 
