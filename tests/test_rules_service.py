@@ -275,3 +275,36 @@ def test_the_announcement_reaches_a_replica_long_before_its_next_poll(attributed
         marked = sorted(served_for(b, clicks, top_n=10))[:5]
         assert a.post("/admin/items", json={"unavailable": marked}, headers=AUTH).status_code == 200
         assert wait_until(lambda: not served_for(b, clicks) & set(marked), seconds=10) < 10
+
+
+# ------------------------------------------------------- with per-interest retrieval
+
+
+def test_filters_and_diversity_hold_under_interests_retrieval(client, bundle):
+    """The constraint reaches the per-interest search and the cap the merged list: every item
+    passes the filter, the list is full, no category exceeds the cap, and each score is the
+    item's best inner product with one of the user's interests (as without rules)."""
+    labels = ["g1", "g3", "g5", "g7"]
+    allowed = ids_with(bundle, "category", *labels) & in_stock(bundle)
+    encoder = OnnxEncoder(bundle.encoder_path, gpu="off")
+    column = bundle.attributes.columns["category"]
+    for clicks in sequences(bundle, 6):
+        response = client.post("/recommend", json={
+            "clicks": clicks, "top_n": 10, "retrieval": "interests",
+            "filter": {"include": {"category": labels}},
+            "diversity": {"attribute": "category", "cap": 4}})
+        got = items_of(response)
+        aggregate = items_of(client.post("/recommend", json={
+            "clicks": clicks, "top_n": 10, "filter": {"include": {"category": labels}},
+            "diversity": {"attribute": "category", "cap": 4}}))
+        assert len(got) == len(aggregate) == 10 and set(got) <= allowed and not set(got) & set(clicks)
+        rows = [bundle.items.index(i) for i in got]
+        per_label: dict[str, int] = {}
+        for r in rows:
+            for label in column.labels(r):
+                per_label[label] = per_label.get(label, 0) + 1
+        assert max(per_label.values()) <= 4
+        outputs = encoder.encode_all(prepare_clicks([[bundle.items.index(c) + 1 for c in clicks]],
+                                                    bundle.max_len))
+        best = (np.asarray(bundle.item_embeddings)[rows] @ outputs["interest_vectors"][0].T).max(axis=1)
+        assert np.allclose([i["score"] for i in response.json()["items"]], best, atol=1e-4)
