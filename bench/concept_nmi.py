@@ -16,7 +16,12 @@ listed in MovieLens' fixed genre order, which is alphabetical):
   the only labeling that needs no choice among an item's genres).
 - ``genre_set``: the whole combination as one label (216 classes on 1,682 items).
 
-Items whose genre is "unknown" are left out. NMI is I(A;B) / ((H(A) + H(B)) / 2)
+Items whose genre is "unknown" are left out. Two labelings that are not genres are
+measured the same way, as context for what the concepts do capture:
+
+- ``release_year``: the year column of the items file (items without one left out).
+- ``popularity_decile``: ten equally large bins of the items by training clicks.
+ NMI is I(A;B) / ((H(A) + H(B)) / 2)
 (`sine.concepts.normalized_mutual_information`; scikit-learn's default normalisation).
 NMI grows with the number of clusters by itself, and the model has hundreds of small
 concepts, so each figure is reported beside its chance level: the NMI of random
@@ -40,16 +45,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sine.bundle import read_bundle  # noqa: E402
 from sine.concepts import analyse, normalized_mutual_information, shuffled_nmi  # noqa: E402
 from sine_cli.concepts_report import load_source, read_items_file  # noqa: E402
 
 DEFAULT_ITEMS = ROOT.parent / "shared" / "data" / "ml-100k.items.csv.gz"
 PAPER_TABLE_5 = {"level-1": 0.09, "level-2": 0.37, "leaf": 0.29}  # ULarge, Alibaba categories
 LABELINGS = ("first_genre", "single_genre", "genre_set")
+CONTEXT_LABELINGS = ("release_year", "popularity_decile")
 
 
 def labeling(name: str, genres: list[str]) -> str | None:
@@ -64,18 +72,35 @@ def labeling(name: str, genres: list[str]) -> str | None:
     return "|".join(known)
 
 
-def measure(path: Path, genres: dict[str, list[str]], draws: int, seed: int) -> dict[str, Any]:
+def popularity_of(path: Path) -> np.ndarray:
+    """Training clicks per item row, from a bundle or a run directory."""
+    if (path / "manifest.json").is_file():
+        return read_bundle(path).popularity
+    return np.load(path / "popularity.npy", allow_pickle=False)[1:]  # run: row 0 is padding
+
+
+def context_labels(name: str, items: list[str], years: dict[str, str], popularity: np.ndarray) -> list[str | None]:
+    if name == "release_year":
+        return [years[item] if years.get(item, "").isdigit() else None for item in items]
+    ranks = np.empty(len(items), dtype=np.int64)
+    ranks[np.argsort(popularity, kind="stable")] = np.arange(len(items))
+    return [f"decile {r * 10 // len(items)}" for r in ranks.tolist()]
+
+
+def measure(path: Path, genres: dict[str, list[str]], years: dict[str, str], draws: int,
+            seed: int) -> dict[str, Any]:
     source = load_source(path)
     analysis = analyse(source.prototypes, source.item_table, nearest=1)
     result: dict[str, Any] = {"source": str(path), "description": source.description,
                               "concepts": analysis.summary(), "labelings": {}}
-    for name in LABELINGS:
-        rows, labels = [], []
-        for row, item in enumerate(source.items):
-            label = labeling(name, genres.get(item, []))
-            if label is not None:
-                rows.append(row)
-                labels.append(label)
+    popularity = popularity_of(path)
+    for name in LABELINGS + CONTEXT_LABELINGS:
+        if name in LABELINGS:
+            every = [labeling(name, genres.get(item, [])) for item in source.items]
+        else:
+            every = context_labels(name, source.items, years, popularity)
+        rows = [row for row, label in enumerate(every) if label is not None]
+        labels = [every[row] for row in rows]
         assignment = analysis.assignment[rows]
         chance = shuffled_nmi(assignment, np.array(labels), draws, seed)
         nmi = normalized_mutual_information(assignment, np.array(labels))
@@ -101,9 +126,10 @@ def model_facts(path: Path) -> dict[str, Any]:
 
 
 def spread(values: list[float]) -> str:
+    digits = 0 if all(isinstance(v, int) for v in values) else 4
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits + 1}f} ± {statistics.stdev(values):.{digits + 1}f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -116,17 +142,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['draws']} draws, mean ± std. "
         + ("Spread over models: mean ± std." if len(sources) > 1 else "One model: no spread over seeds."),
         "",
-        "| labeling | items | genre classes | concepts used | NMI | chance NMI | NMI - chance |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| labeling | items | classes | concepts used | NMI | chance NMI | NMI - chance | excess / chance std |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in LABELINGS:
+    for name in LABELINGS + CONTEXT_LABELINGS:
         rows = [s["labelings"][name] for s in sources]
         chance = rows[0]
         chance_text = (f"{chance['chance_mean']:.4f} ± {chance['chance_std']:.4f}" if len(rows) == 1
                        and chance["chance_std"] is not None else spread([r["chance_mean"] for r in rows]))
         lines.append(f"| {name} | {rows[0]['items']} | {rows[0]['classes']} | "
                      f"{spread([r['clusters'] for r in rows])} | {spread([r['nmi'] for r in rows])} | "
-                     f"{chance_text} | {spread([r['excess'] for r in rows])} |")
+                     f"{chance_text} | {spread([r['excess'] for r in rows])} | "
+                     f"{statistics.mean(r['excess'] / r['chance_std'] for r in rows if r['chance_std']):.1f} |")
     lines += ["", "| model | active prototypes | effective concepts | largest concept | test HR@50 |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for s in sources:
@@ -150,13 +177,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "concept_nmi.json")
     args = parser.parse_args()
     genres = read_items_file(args.items_file).genres
+    frame = pd.read_csv(args.items_file, dtype=str, keep_default_na=False)
+    years = dict(zip(frame["item_id"], frame["year"], strict=True)) if "year" in frame.columns else {}
     sources = []
     for path in args.sources:
         facts = model_facts(path)
         if facts.get("interrupted"):
             print(f"skipping {path}: its training was interrupted", file=sys.stderr)
             continue
-        result = measure(path, genres, args.draws, args.seed)
+        result = measure(path, genres, years, args.draws, args.seed)
         result["model"] = facts
         sources.append(result)
         print(json.dumps({k: result[k] for k in ("description", "labelings")}, indent=1))
