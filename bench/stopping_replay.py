@@ -143,15 +143,16 @@ def markdown(report: dict[str, Any], curves: list[dict[str, Any]]) -> str:
         lines.append(f"| {label} | {r['paired']} | {r['epochs']} | {r['baseline_epochs']} | {ratio} "
                      f"| {len(r['changed'])} | {r['max_relative_loss']:.2%} | {r['mean_relative_loss']:.2%} |")
     lines += ["", "Per curve: epochs run / epoch kept (censored: the rule would train past the record).", "",
-              "| curve | valid NDCG@10 by epoch | " + " | ".join(report["rules"]) + " |",
-              "| --- | --- |" + " ---: |" * len(report["rules"])]
+              "| curve | recorded in | valid NDCG@10 by epoch | " + " | ".join(report["rules"]) + " |",
+              "| --- | --- | --- |" + " ---: |" * len(report["rules"])]
     for c in curves:
         cells = []
         for r in report["rules"].values():
             x = r["per_curve"].get(c["name"])
             cells.append(f"{x['epochs']}/{x['kept_epoch']}" if x else "censored")
         curve = " ".join(f"{s:.4f}" for s in c["scores"])
-        lines.append(f"| {c['dataset']}/{c['model']}/seed {c['seed']} | {curve} | " + " | ".join(cells) + " |")
+        lines.append(f"| {c['dataset']}/{c['model']}/seed {c['seed']} | {c['name']} | {curve} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -218,7 +218,7 @@ def fit(
     model.to(device)
     optimizer = make_optimizer(model, config)
     result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
-    rule = StoppingRule(config.patience, config.stop_decline, config.stop_decline_epochs)
+    rule = StoppingRule(config.patience, config.stop_decline, config.decline_epochs)
     best_score, best_state, scores = -math.inf, None, []
     train_seconds = 0.0
 
