@@ -1,7 +1,7 @@
 """The nightly cycle, timed step by step on a real log (issue #5: under 15 minutes on video).
 
     .venv/bin/python bench/retrain_cycle.py --run runs/bench/video/sine/seed1 \\
-        --log ../shared/data/video.csv.gz
+        --log ../shared/data/video.csv.gz [--retrain-args=--warm-start]
 
 1. Exports the trained run as the live bundle (indexed, published in a fresh bundle
    store) and starts a throwaway Redis.
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True, help="its base interaction log")
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--retrain-args", default="",
-                        help="extra `sine retrain` options, e.g. \"--warm-start --warm-recent 5\"")
+                        help="extra `sine retrain` options, with '=': --retrain-args='--warm-start --warm-recent 5'")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrain.json")
     args = parser.parse_args()
     sine = [sys.executable, "-m", "sine_cli"]

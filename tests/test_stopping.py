@@ -71,7 +71,7 @@ def small_config(**kw):
 
 def test_the_loop_stops_by_the_rule(tiny, monkeypatch):
     curve = [0.05, 0.06, 0.055, 0.054, 0.07, 0.08]
-    config = small_config(epochs=6, patience=10, stop_decline=0.05, stop_decline_epochs=2)
+    config = small_config(epochs=6, patience=10, stop_decline=0.05, decline_epochs=2)
     scripted(monkeypatch, curve)
     encoder = build_encoder("sine", model_config(config, tiny.num_items))
     result = fit(encoder, tiny, config, torch.device("cpu"))

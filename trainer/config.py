@@ -85,8 +85,8 @@ class TrainConfig:
     patience: int = _f(10, "Stop after this many epochs without a better validation NDCG@10.")
     stop_decline: float = _f(
         0.0, "Also stop once validation NDCG@10 has stayed this fraction below its best for "
-        "--stop-decline-epochs epochs in a row (0: patience alone; see trainer/stopping.py).")
-    stop_decline_epochs: int = _f(2, "Epochs in a row that --stop-decline asks for.")
+        "--decline-epochs epochs in a row (0: patience alone; see trainer/stopping.py).")
+    decline_epochs: int = _f(2, "Epochs in a row that --stop-decline asks for.")
     seed: int = _f(0, "Random seed: the same seed, data and threads give the same model.")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
     threads: int = _f(0, "CPU threads for torch (0: torch's default, all cores).")
@@ -105,7 +105,7 @@ class TrainConfig:
                     f"not {getattr(self, f.name)!r}"
                 )
         positive = ("dim", "max_len", "interests", "prototypes", "batch_size", "epochs",
-                    "negatives", "layers", "heads", "inner_dim", "stop_decline_epochs")
+                    "negatives", "layers", "heads", "inner_dim", "decline_epochs")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SineError(f"--{name.replace('_', '-')} must be at least 1")

@@ -3,9 +3,10 @@
 Section 3.4 of the paper: every prefix of a training sequence predicts its next click,
 loss = eq. (9) likelihood (full or sampled softmax) + lambda * eq. (10) regulariser.
 After each epoch the model ranks the validation targets; the best epoch by NDCG@10 is
-kept (in memory and, through `on_improvement`, on disk) and training stops when
-`patience` epochs pass without improvement. Ctrl-C ends training early and keeps the
-best epoch so far.
+kept (in memory and, through `on_improvement`, on disk) and training stops by the
+stopping rule (trainer/stopping.py: `patience` epochs without improvement, or a clear
+decline after the best). Ctrl-C ends training early and keeps the best epoch so far.
+A step never waits for the device (see `epoch_plan`), so a GPU runs ahead of Python.
 """
 
 from __future__ import annotations
@@ -217,11 +218,11 @@ def fit(
     model.to(device)
     optimizer = make_optimizer(model, config)
     result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
-    rule = StoppingRule(config.patience, config.stop_decline, config.stop_decline_epochs)
+    rule = StoppingRule(config.patience, config.stop_decline, config.decline_epochs)
     best_score, best_state, scores = -math.inf, None, []
     train_seconds = 0.0
 
-    def validate(record: dict[str, Any]) -> bool:
+    def validate(record: dict[str, Any]) -> None:
         """Score the model on the validation targets; keep it if it is the best yet."""
         nonlocal best_score, best_state
         model.eval()
@@ -238,7 +239,6 @@ def fit(
             if on_improvement is not None:
                 on_improvement(model, record["epoch"])
         log.info(_epoch_line(record, improved))
-        return improved
 
     if score_start:
         validate({"epoch": 0, "loss": None, "seconds": 0.0, "examples_per_second": 0.0})
