@@ -37,8 +37,8 @@ bonus in score units). Its default, `DEFAULT_INTEREST_DIVERSITY`, is chosen from
 bench/interest_retrieval.py.
 
 **explain** adds, per returned item, the interest whose vector has the largest inner
-product with it (its slot, its concept id and that inner product: in "interests" mode
-the ranking that put it there), and per response the user's interests with their
+product with it (its slot, its concept id and that inner product; in "interests" mode
+this is not always the interest whose share of the list took the item), and per response the user's interests with their
 weights, concept ids and the clicks assigned to each (the argmax over k of P(k|t), over
 the clicks the encoder saw: known ids, the last n).
 

@@ -79,7 +79,7 @@ class RecommendRequest(_Body):
         "Interest k gets the share (1 - d) e_k + d m_k of top_n (largest remainders), e_k its "
         "aggregation weight (eq. 7: the predicted next intention), m_k its share of the user's "
         "clicks (mean P(k|t), eq. 3). 0: by the weights (closest to aggregate); 1: by the clicks "
-        "(every interest the user showed keeps its share of the list).")
+        "(each interest gets its share of the user's clicks, the mean of P(k|t)).")
     explain: bool = Field(
         False, description="Add `interest` to every item (the interest whose vector has the largest "
         "inner product with it: slot, concept id, that product) and `interests` to the response "
