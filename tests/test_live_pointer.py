@@ -275,7 +275,7 @@ def test_model_endpoint_says_what_clients_need_and_no_paths(flat_bundle, hnsw_bu
         body = c.get("/model").json()
         text = c.get("/model").text
     assert set(body) == {"version", "model", "dim", "max_len", "num_items", "created_at", "metrics", "index",
-                         "serving", "encoder"}
+                         "attributes", "serving", "encoder"}
     assert body["version"] == manifest["version"] and body["num_items"] == manifest["num_items"]
     assert body["index"]["type"] == "hnsw" and body["index"]["recall"] == manifest["index"]["recall"]
     assert set(body["metrics"]) >= {"valid", "test"}
