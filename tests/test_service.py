@@ -189,6 +189,34 @@ def test_openapi_documents_every_endpoint_with_examples(client):
     assert "examples" in json.dumps(spec["components"]["schemas"]["RecommendRequest"])
 
 
+def test_every_ref_in_the_openapi_document_resolves(client):
+    """A `$ref` must point somewhere in the document itself: pydantic's `#/$defs/...` in a
+    hand-documented body once left clients (and the schema fuzzer) unable to build a filter."""
+    spec = client.get("/openapi.json").json()
+    refs: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        target = spec
+        for part in ref[2:].split("/"):
+            assert isinstance(target, dict) and part in target, f"{ref} does not resolve"
+            target = target[part]
+    body = spec["paths"]["/recommend"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "include" in json.dumps(body["properties"]["filter"])
+
+
 # ---------------------------------------------------------------- events and Redis
 
 

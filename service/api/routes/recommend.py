@@ -29,9 +29,29 @@ B = TypeVar("B", bound=BaseModel)
 
 
 def documented_body(model: type[BaseModel]) -> dict:
-    """`openapi_extra` for a route that parses its own body (see `parse_body`)."""
+    """`openapi_extra` for a route that parses its own body (see `parse_body`).
+
+    pydantic puts nested models under the schema's own `$defs` and points at them with
+    `#/$defs/...`; in the OpenAPI document that pointer would resolve from the document's
+    root, where there is no `$defs`, so clients and fuzzers could not follow it. The nested
+    models (none of them recursive) are therefore written in place.
+    """
+    schema = model.model_json_schema()
     return {"requestBody": {"required": True,
-                            "content": {JSON: {"schema": model.model_json_schema()}}}}
+                            "content": {JSON: {"schema": inline_defs(schema, schema.pop("$defs", {}))}}}}
+
+
+def inline_defs(node: object, defs: dict) -> object:
+    """`node` with every `{"$ref": "#/$defs/Name"}` replaced by that definition."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return inline_defs({**defs[ref.removeprefix("#/$defs/")],
+                                **{k: v for k, v in node.items() if k != "$ref"}}, defs)
+        return {k: inline_defs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [inline_defs(v, defs) for v in node]
+    return node
 
 
 async def parse_body(request: Request, model: type[B]) -> B:
