@@ -142,6 +142,9 @@ class RecommendResponse(BaseModel):
         "none: no user_id given; unavailable: the history store did not answer.")
     interests: list[UserInterest] | None = Field(
         None, description="Only with explain: the user's K interests ([] for a fallback).")
+    note: str | None = Field(
+        None, description="Why the list is empty when the request's filter, together with the items "
+        "unavailable now, leaves no item of the catalog to return (absent otherwise).")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "items": [{"item_id": "2201", "score": 7.31,
@@ -212,11 +215,12 @@ class ItemsUpdate(_Body):
 
 class ItemsState(BaseModel):
     unavailable: int = Field(description="Ids in the unavailable set now.")
-    ids: list[str] = Field(default_factory=list, description="Some of them (GET: up to `limit`, sorted).")
+    ids: list[str] = Field(default_factory=list, description="Some of them, sorted (GET: up to `limit`; "
+                           "POST: up to 100).")
     store: Literal["redis", "memory"]
     not_in_catalog: list[str] = Field(default_factory=list,
-                                      description="Ids just written that the live model does not know "
-                                      "(kept: a later bundle may).")
+                                      description="Ids of the set (POST: of those just written) that the "
+                                      "live model does not know, up to 100 (kept: a later bundle may).")
     unavailable_in_bundle: list[str] = Field(
         default_factory=list, description="Ids marked available that the live bundle's attribute file "
         "marks available=false: they stay out until a bundle says otherwise.")

@@ -74,7 +74,12 @@ def _listing(values: Sequence[str], wanted: str, what: str) -> str:
     """An error's tail: ` (did you mean 'Comedy'?); category has: Action, Adventure, ...`."""
     shown = list(values[:MAX_LISTED])
     more = f", ... ({len(values)} in all)" if len(values) > MAX_LISTED else ""
-    close = difflib.get_close_matches(wanted, values, n=3)
+    # a label differing only in case is the likeliest slip ('comedy', 'COMEDY'); difflib's
+    # ratio is case-sensitive and misses it when the word is short or shouted
+    close = [v for v in values if v.casefold() == wanted.casefold()]
+    if not close:
+        folded = {v.casefold(): v for v in values}
+        close = [folded[c] for c in difflib.get_close_matches(wanted.casefold(), list(folded), n=3)]
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     return f"{hint}; {what}: {', '.join(shown)}{more}"
 

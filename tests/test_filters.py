@@ -74,6 +74,7 @@ def test_filter_keys_are_canonical():
     ({"category": ["c11"]}, {}, "filter.include.category: unknown value 'c11' (did you mean 'c1'?); "
                                 "category has: c0, c1, c2, c3, c4, c5, c6, c7"),
     ({}, {"tag": ["t9"]}, "filter.exclude.tag: unknown value 't9'"),
+    ({"category": ["C1"]}, {}, "unknown value 'C1' (did you mean 'c1'?)"),
     ({"category": []}, {}, "filter.include.category: give at least one value"),
 ])
 def test_bad_filters_say_what_exists(catalog, include, exclude, fragment):

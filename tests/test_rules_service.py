@@ -116,6 +116,8 @@ def test_cold_start_fallback_is_filtered_too(client, bundle):
      "unknown attribute 'colour'; the catalog has the attributes: category, tag, rare, available"),
     ({"filter": {"include": {"category": ["g33"]}}},
      "filter.include.category: unknown value 'g33' (did you mean 'g3'"),
+    ({"filter": {"include": {"category": ["G3"]}}},
+     "filter.include.category: unknown value 'G3' (did you mean 'g3'?)"),
     ({"filter": {"exclude": {"tag": []}}}, "filter.exclude.tag: give at least one value"),
     ({"diversity": {"attribute": "genre", "cap": 2}}, "diversity: unknown attribute 'genre'"),
     ({"diversity": {"cap": 2, "penalty": 0.1}}, "give exactly one of cap or penalty"),
@@ -125,6 +127,17 @@ def test_a_bad_filter_is_a_422_listing_what_exists(client, body, fragment):
     response = client.post("/recommend", json={"clicks": ["i1"], **body})
     assert response.status_code == 422
     assert fragment in response.json()["error"]
+
+
+def test_a_filter_that_allows_nothing_says_so(client):
+    both = {"include": {"category": ["g1"]}, "exclude": {"category": ["g1"]}}
+    response = client.post("/recommend", json={"clicks": ["i1"], "filter": both})
+    assert response.status_code == 200 and response.json()["items"] == []
+    assert "allows 0 of the" in response.json()["note"]
+    assert "note" not in client.post("/recommend", json={"clicks": ["i1"], "filter": {
+        "include": {"category": ["g1"]}}}).json()
+    batch = client.post("/recommend/batch", json={"requests": [{"clicks": ["i1"], "filter": both}]})
+    assert "allows 0 of the" in batch.json()["results"][0]["note"]
 
 
 def test_a_bundle_without_attributes_says_how_to_get_them(flat_bundle):
@@ -220,12 +233,14 @@ def test_unavailable_items_leave_every_replica_and_survive_a_restart(attributed_
         response = a.post("/admin/items", json={"unavailable": [*marked, "not-in-catalog"]}, headers=AUTH)
         assert response.status_code == 200, response.text
         assert response.json()["unavailable"] == 11 and response.json()["not_in_catalog"] == ["not-in-catalog"]
+        assert response.json()["ids"] == sorted([*marked, "not-in-catalog"])
         assert not served_for(a, clicks) & set(marked)  # the replica that wrote: at once
         wait_until(lambda: not served_for(b, clicks) & set(marked))  # the other: at its next poll
         # filtered requests and the fallback honour it too
         assert not set(items_of(b.post("/recommend", json={"clicks": [], "top_n": 300}))) & set(marked)
         listed = a.get("/admin/items", headers=AUTH).json()
         assert listed["unavailable"] == 11 and listed["store"] == "redis" and marked[0] in listed["ids"]
+        assert listed["not_in_catalog"] == ["not-in-catalog"]  # GET says what POST said
         assert b.get("/readyz").json()["checks"]["unavailable_items"].startswith("11 ids, read ")
         # written straight into Redis, without touching the version counter
         direct = sorted(popular - set(marked))[0]

@@ -52,3 +52,14 @@ def apply(query: Query, body: Ruled, model: LoadedModel, availability: Availabil
     if body.diversity is not None:
         query.diversity = DiversityRule(model.attributes.columns[body.diversity.attribute],
                                         body.diversity.cap, body.diversity.penalty)
+
+
+def empty_note(query: Query) -> str | None:
+    """A 200 with no items must say why: the filter (with what is unavailable now) allows no
+    item at all. None whenever some item is allowed."""
+    constraint = query.constraint
+    if constraint is None or constraint.count:
+        return None
+    return (f"no item passes: the filter, together with the items unavailable now, allows 0 of the "
+            f"{constraint.num_items} items of the catalog; loosen filter.include / filter.exclude "
+            "(GET /admin/items lists the unavailable items)")

@@ -8,6 +8,8 @@ from service.api.deps import require_admin
 from service.core.availability import TooMany
 from service.schemas import ItemsState, ItemsUpdate
 
+SHOWN = 100  # ids listed in an answer (the set itself may hold 100k)
+
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
@@ -24,13 +26,12 @@ async def mark_items(body: ItemsUpdate, request: Request) -> ItemsState:
         raise HTTPException(503, f"the unavailable-items set in Redis cannot be written ({exc}); "
                                  "retry") from None
     model = state.holder.model
-    unknown, held = [], []
-    if model is not None:
-        unknown = [i for i in body.unavailable + body.available if i not in model.row_of][:100]
-        if model.attributes is not None:
-            flagged = {model.item_list[r] for r in model.attributes.unavailable_rows().tolist()}
-            held = [i for i in body.available if i in flagged][:100]
-    return ItemsState(unavailable=size, store=availability.kind, not_in_catalog=unknown,
+    held = []
+    if model is not None and model.attributes is not None:
+        flagged = {model.item_list[r] for r in model.attributes.unavailable_rows().tolist()}
+        held = [i for i in body.available if i in flagged][:SHOWN]
+    return ItemsState(unavailable=size, ids=sorted(availability.ids)[:SHOWN], store=availability.kind,
+                      not_in_catalog=not_in_catalog(request, body.unavailable + body.available),
                       unavailable_in_bundle=held)
 
 
@@ -38,4 +39,13 @@ async def mark_items(body: ItemsUpdate, request: Request) -> ItemsState:
 async def list_items(request: Request, limit: int = Query(100, ge=0, le=10_000)) -> ItemsState:
     availability = request.app.state.availability
     return ItemsState(unavailable=len(availability.ids), ids=sorted(availability.ids)[:limit],
-                      store=availability.kind)
+                      store=availability.kind, not_in_catalog=not_in_catalog(request, availability.ids))
+
+
+def not_in_catalog(request: Request, ids) -> list[str]:
+    """Up to `SHOWN` of `ids` (sorted) that the live model does not know; POST and GET say the
+    same of the same ids."""
+    model = request.app.state.holder.model
+    if model is None:
+        return []
+    return sorted(i for i in ids if i not in model.row_of)[:SHOWN]

@@ -13,7 +13,7 @@ from service import interests
 from service.api.deps import get_settings, live_model
 from service.core import matching, rules
 from service.core.config import Settings
-from service.recommender import Answer, LoadedModel
+from service.recommender import Answer, LoadedModel, Query
 from service.schemas import (
     FILTER_ERROR_EXAMPLE,
     BatchRequest,
@@ -95,7 +95,7 @@ def check_outputs(body: RecommendRequest, model: LoadedModel, where: str = "") -
                                  "exported by this release (sine export)")
 
 
-def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
+def answer_json(answer: Answer, model: LoadedModel, history: str, query: Query | None = None) -> dict:
     body = {
         "items": [{"item_id": i, "score": s} for i, s in zip(answer.item_ids, answer.scores, strict=True)],
         "model_version": model.version,
@@ -105,6 +105,9 @@ def answer_json(answer: Answer, model: LoadedModel, history: str) -> dict:
     }
     if answer.explanation is not None:
         body["interests"] = interests.explanation_json(body["items"], answer.explanation)
+    note = rules.empty_note(query) if query is not None else None
+    if note is not None:
+        body["note"] = note
     return body
 
 
@@ -125,7 +128,7 @@ async def recommend(request: Request) -> Response:
     ((query, history),) = await matching.queries_for(state.store, [body])
     rules.apply(query, body, model, state.availability)
     (answer,) = await matching.answer(state.coalescer, model, [query], settings.batching, state.metrics)
-    return Response(orjson.dumps(answer_json(answer, model, history)), media_type=JSON)
+    return Response(orjson.dumps(answer_json(answer, model, history, query)), media_type=JSON)
 
 
 @router.post("/recommend/batch", response_model=BatchResponse,
@@ -148,7 +151,7 @@ async def recommend_batch(
         rules.apply(query, item, model, state.availability, where=f"requests[{position}]: ")
     answers = await matching.answer(state.coalescer, model, [q for q, _ in prepared], settings.batching,
                                     state.metrics)
-    results = [answer_json(a, model, h) for a, (_, h) in zip(answers, prepared, strict=True)]
+    results = [answer_json(a, model, h, q) for a, (q, h) in zip(answers, prepared, strict=True)]
     return Response(orjson.dumps({"results": results}), media_type=JSON)
 
 
