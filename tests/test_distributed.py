@@ -143,3 +143,19 @@ def test_shards_cover_a_batch_once():
     parts = [distributed.shard(batch, Group(r, 3, r)) for r in range(3)]
     assert torch.equal(torch.cat(parts), batch)
     assert [len(p) for p in parts] == [2, 3, 2]
+
+
+def test_ranks_other_than_zero_write_nothing(tmp_path, monkeypatch, ddp_log):
+    """Rank 1's view of a run (its process group faked): metrics returned, no directory."""
+    from contextlib import contextmanager
+
+    from trainer import run
+
+    @contextmanager
+    def rank_one(device):
+        yield Group(rank=1, world_size=2, local_rank=1)
+
+    monkeypatch.setattr(distributed, "session", rank_one)
+    metrics = run.train_run(ddp_log, tmp_path / "run", TrainConfig(model="pop"))
+    assert metrics["test"]["hr@10"] > 0
+    assert list(tmp_path.iterdir()) == []
