@@ -159,3 +159,25 @@ def test_ranks_other_than_zero_write_nothing(tmp_path, monkeypatch, ddp_log):
     metrics = run.train_run(ddp_log, tmp_path / "run", TrainConfig(model="pop"))
     assert metrics["test"]["hr@10"] > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_kubernetes_job_meets_at_pod_zero_of_its_headless_service():
+    """deploy/k8s/50-train-distributed.yaml (its schema: tests/test_deploy_files.py): the
+    node count in its three places agrees, and torchrun's master is pod 0's DNS name."""
+    import re
+
+    import yaml
+
+    documents = list(yaml.safe_load_all(
+        (ROOT / "deploy" / "k8s" / "50-train-distributed.yaml").read_text()))
+    service = next(d for d in documents if d["kind"] == "Service")
+    job = next(d for d in documents if d["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    command = " ".join(pod["containers"][0]["args"])
+    assert service["spec"]["clusterIP"] == "None" and pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"] == {"job-name": job["metadata"]["name"]}
+    assert job["spec"]["completionMode"] == "Indexed"
+    nodes = int(re.search(r"--nnodes (\d+)", command).group(1))
+    assert job["spec"]["parallelism"] == job["spec"]["completions"] == nodes
+    assert f"--master_addr {job['metadata']['name']}-0.{service['metadata']['name']}" in command
+    assert '--node_rank "$JOB_COMPLETION_INDEX"' in command and "-m sine_cli train" in command
