@@ -24,4 +24,11 @@ status=0
 PYTHONPATH=. timeout -k 10 480 "$PYTHON" -u bench/gpu_check.py --data "$LOG" --out "$OUT" "$@" \
     2>&1 | tee "$OUT/gpu_check.log" || status=$?
 [ "$status" -eq 124 ] && echo "gpu_check: stopped after 8 minutes (partial: see $OUT/gpu_check.log)" >&2
+# several GPUs: one epoch of data-parallel training over all of them (NCCL, torchrun)
+GPUS=$(command -v nvidia-smi >/dev/null && nvidia-smi -L | grep -c '^GPU' || echo 0)
+if [ "$status" -eq 0 ] && [ "$GPUS" -gt 1 ]; then
+    PYTHONPATH=. timeout -k 10 300 "$PYTHON" -m torch.distributed.run --standalone \
+        --nproc_per_node "$GPUS" bench/ddp_check.py "$LOG" "$(mktemp -d)/run" \
+        2>&1 | tee "$OUT/ddp_check.log" || status=$?
+fi
 exit "$status"

@@ -130,11 +130,14 @@ def train(
 ) -> None:
     from sine.attributes import read_attribute_file
     from sine.data.logs import LogColumns
+    from trainer.distributed import launched_rank
     from trainer.run import train_run
 
     config = _collect_config(config_file, overrides)
     table = read_attribute_file(attributes) if attributes else None  # a bad file fails before training
     metrics = train_run(data, out, config, LogColumns(user_col, item_col, time_col), sep)
+    if launched_rank() != 0:  # under torchrun: rank 0 wrote the run and reports it
+        return
     if table is not None:
         _save_run_attributes(out, table)
     _print_metrics(metrics)

@@ -17,6 +17,7 @@ import torch
 
 from sine.data.split import EvalSet, SplitData
 from sine.metrics import ranking_metrics
+from trainer import distributed
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """Maps left-padded clicks ``[B, n]`` to scores over all item indices ``[B, M + 1]``."""
@@ -30,12 +31,20 @@ def rank_targets(
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """1-based rank of each target among all items (history removed unless kept)."""
-    ranks = np.empty(len(evalset), dtype=np.int64)
+    """1-based rank of each target among all items (history removed unless kept).
+
+    Under torchrun each process ranks every world_size-th batch and the integer ranks are
+    summed across processes: all of them get every rank, exactly as one process would
+    compute it (the batches are the same, so are their scores).
+    """
+    group = distributed.current()
+    ranks = np.zeros(len(evalset), dtype=np.int64)
     inputs = torch.as_tensor(evalset.inputs)
     targets = torch.as_tensor(evalset.targets)
     offsets = evalset.history_offsets
-    for start in range(0, len(evalset), batch_size):
+    for number, start in enumerate(range(0, len(evalset), batch_size)):
+        if number % group.world_size != group.rank:
+            continue
         stop = min(start + batch_size, len(evalset))
         scores = scorer(inputs[start:stop].to(device)).float().clone()  # [B, M + 1]
         batch_targets = targets[start:stop].to(scores.device)
@@ -50,6 +59,8 @@ def rank_targets(
             scores[rows, batch_targets] = target_scores  # the target is never removed
         ahead = (scores >= target_scores.unsqueeze(1)).sum(dim=1) - 1  # minus the target
         ranks[start:stop] = (ahead + 1).cpu().numpy()
+    if group.world_size > 1:
+        ranks = distributed.sum_across(torch.from_numpy(ranks).to(device), group).cpu().numpy()
     return ranks
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from sine.data.split import SplitData
 from sine.metrics import ranking_metrics
+from trainer import distributed
 from trainer.config import FULL_SOFTMAX_MAX_ITEMS, TrainConfig
 from trainer.diagnostics import concept_usage
 from trainer.evaluate import rank_targets
@@ -159,14 +161,21 @@ def epoch_plan(lengths: torch.Tensor, config: TrainConfig, generator: torch.Gene
 
 def train_step(model: SequenceEncoder, optimizer: torch.optim.Optimizer, likelihood: Callable,
                clicks: torch.Tensor, targets: torch.Tensor, bf16: bool,
-               autocast: bool = False) -> torch.Tensor:
-    """One optimisation step; returns the loss as a device tensor (reading it syncs)."""
+               autocast: bool = False, share: float = 1.0) -> torch.Tensor:
+    """One optimisation step; returns the loss as a device tensor (reading it syncs).
+
+    `model` may be wrapped in DistributedDataParallel; `share` (world size x this rank's
+    part of the global batch) weights the likelihood so that DDP's average of the ranks'
+    gradients is the gradient of the global batch's mean (trainer/distributed.py).
+    """
+    core = model.module if isinstance(model, DistributedDataParallel) else model
     with torch.autocast(clicks.device.type, dtype=torch.bfloat16, enabled=autocast):
         out = model(clicks)
-    loss = likelihood(out.user_vector, model.item_table(), targets, bf16)
-    loss = loss + model.regularization()
+    likely = likelihood(out.user_vector, core.item_table(), targets, bf16)
+    regular = core.regularization()  # parameters only: the same on every rank
+    loss = likely + regular
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if share == 1.0 else likely * share + regular).backward()
     optimizer.step()
     return loss.detach()
 
@@ -196,6 +205,7 @@ def fit(
     epoch 0: they are kept when no epoch of training beats them.
     """
     started = time.perf_counter()
+    group = distributed.current()  # every rank draws the same plan from the same generator
     generator = torch.Generator().manual_seed(config.seed)
     inputs_np, targets_np = data.training_examples(config.max_len)
     inputs = torch.as_tensor(inputs_np, device=device)
@@ -203,6 +213,7 @@ def fit(
     lengths = torch.as_tensor((inputs_np > 0).sum(axis=1))
     valid = data.evaluation_set("valid", config.max_len)
     num_examples = len(targets)
+    rank_batch = distributed.check_shardable(group, config.batch_size, num_examples)
 
     kind = loss_kind(config, data.num_items)
     bf16 = use_bf16(config, device)
@@ -214,9 +225,15 @@ def fit(
         ", bf16 products" if bf16 and kind == "full" else "",
         ", bf16 autocast" if autocast else "", config.batch_size, device,
     )
+    if group.world_size > 1:
+        log.info("data parallel: %d processes, global batch %d = %d per process",
+                 group.world_size, config.batch_size, rank_batch)
 
     model.to(device)
     optimizer = make_optimizer(model, config)
+    trained = distributed.wrap(model, group, device)
+    if group.world_size > 1:  # equal initial weights above; dropout masks differ per rank
+        torch.manual_seed(config.seed + group.rank)
     result = FitResult(best_epoch=0, epochs=0, loss_kind=kind)
     rule = StoppingRule(config.patience, config.stop_decline, config.decline_epochs)
     best_score, best_state, scores = -math.inf, None, []
@@ -227,7 +244,7 @@ def fit(
         nonlocal best_score, best_state
         model.eval()
         record["valid"] = ranking_metrics(rank_targets(scorer_of(model), valid, device=device))
-        if isinstance(model, SINE):
+        if isinstance(model, SINE) and group.is_main:  # a diagnostic: rank 0 alone
             record["concepts"] = concept_usage(model, valid.inputs, device=device)
         result.history.append(record)
         scores.append(record["valid"][SELECTION_METRIC])
@@ -236,7 +253,7 @@ def fit(
             best_score = scores[-1]
             best_state = copy.deepcopy(model.state_dict())
             result.best_epoch = record["epoch"]
-            if on_improvement is not None:
+            if on_improvement is not None and group.is_main:
                 on_improvement(model, record["epoch"])
         log.info(_epoch_line(record, improved))
 
@@ -251,13 +268,20 @@ def fit(
             total_loss = torch.zeros((), device=device)
             bar = tqdm(
                 total=num_examples, desc=f"epoch {epoch}", unit="ex", unit_scale=True,
-                leave=False, file=sys.stderr, disable=None, mininterval=0.5,
+                leave=False, file=sys.stderr, disable=None if group.is_main else True,
+                mininterval=0.5,
             )
             shown = epoch_start
+            steps = 0
             for step, (batch, width) in enumerate(plan):
-                loss = train_step(model, optimizer, likelihood, inputs[batch, -width:],
-                                  targets[batch], bf16, autocast)
+                if len(batch) < group.world_size:  # a last batch too short to split: skipped
+                    continue
+                mine = distributed.shard(batch, group)
+                loss = train_step(trained, optimizer, likelihood, inputs[mine, -width:],
+                                  targets[mine], bf16, autocast,
+                                  share=len(mine) * group.world_size / len(batch))
                 total_loss += loss
+                steps += 1
                 bar.update(len(batch))
                 # reading the loss waits for the device: at most every 2 s, and only
                 # when a bar is on screen
@@ -266,7 +290,8 @@ def fit(
                     bar.set_postfix(loss=f"{loss.item():.4f}",
                                     ex_s=f"{(step + 1) * config.batch_size / (shown - epoch_start):,.0f}")
             bar.close()
-            mean_loss = float(total_loss) / len(plan)  # waits for the epoch's last step
+            total_loss = distributed.sum_across(total_loss, group) / group.world_size
+            mean_loss = float(total_loss) / steps  # waits for the epoch's last step
             epoch_seconds = time.perf_counter() - epoch_start
             train_seconds += epoch_seconds
 
@@ -276,13 +301,15 @@ def fit(
             if not math.isfinite(mean_loss):
                 log.warning("loss is not finite; stopping (lower --lr?)")
                 break
-            if rule.should_stop(scores):
+            if distributed.agree(rule.should_stop(scores), group, device):
                 stale = len(scores) - 1 - scores.index(best_score)
                 log.info("no better validation %s for %d epochs%s: stopping", SELECTION_METRIC,
                          stale, "" if stale >= rule.patience else
                          f" and {rule.decline_epochs} in a row {rule.decline:.0%} below the best")
                 break
     except KeyboardInterrupt:
+        if group.world_size > 1:  # the other ranks may be mid-step: no common way out
+            raise
         result.interrupted = True
         log.warning("interrupted: finishing with the best epoch so far (%d)", result.best_epoch)
 

@@ -34,7 +34,7 @@ from sine.data.logs import LogColumns, filter_min_counts, read_log
 from sine.data.split import SplitData, leave_one_out
 from sine.data.vocabulary import ItemVocabulary
 from sine.errors import SineError
-from trainer import plots
+from trainer import distributed, plots
 from trainer.config import TrainConfig
 from trainer.diagnostics import concept_usage
 from trainer.evaluate import evaluate_split
@@ -108,7 +108,8 @@ def train_run(
     sep: str | None = None,
 ) -> dict[str, Any]:
     """Train `config.model` on the log at `data_path`; write and return its metrics."""
-    resolve_device(config.device)  # a device this machine lacks fails before the log is read
+    resolve_device(distributed.rank_device(config.device))  # fails before the log is read
+    distributed.check_batch(config.batch_size, distributed.launched_world_size())
     data = load_data(data_path, config, columns, sep)
     source = {"path": str(data_path), "sep": sep,
               "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp}}
@@ -117,18 +118,29 @@ def train_run(
 
 def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
                 config: TrainConfig) -> dict[str, Any]:
-    """Train on an already split log; `source` says where it came from (for the record)."""
+    """Train on an already split log; `source` says where it came from (for the record).
+
+    Launched by torchrun, every process runs this and trains its share (see
+    trainer/distributed.py); only rank 0 writes `out_dir`, and all return the metrics.
+    """
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    device = resolve_device(distributed.rank_device(config.device))
+    with distributed.session(device) as group:
+        if not group.is_main:
+            return _train_into(None, data, source, config, device, started)
+        return _train_main(data, source, Path(out_dir), config, device, started)
+
+
+def _train_main(data: SplitData, source: dict[str, Any], out_dir: Path, config: TrainConfig,
+                device: torch.device, started: float) -> dict[str, Any]:
     num_examples = len(data.training_examples(config.max_len)[1])  # a warm start may use fewer
     log.info(
         "%s: %s users, %s items, %s clicks; %s training examples, %s evaluated users",
         source.get("path"), f"{len(data.user_ids):,}", f"{data.num_items:,}", f"{len(data.items):,}",
         f"{num_examples:,}", f"{len(data.eval_users):,}",
     )
-    out_dir = Path(out_dir)
     with staging_directory(out_dir) as staged:
         handler = logging.FileHandler(staged / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -142,7 +154,7 @@ def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
     return metrics
 
 
-def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: TrainConfig,
+def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], config: TrainConfig,
                 device: torch.device, started: float) -> dict[str, Any]:
     popularity = data.train_item_counts()
     data_path = source.get("path")
@@ -163,15 +175,17 @@ def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: T
             warm_start(encoder, data.vocabulary, Path(config.init_from))
 
         def save_checkpoint(model: SequenceEncoder, epoch: int) -> None:
-            _save_checkpoint(staged / CHECKPOINT, config.model, arch, model, epoch)
+            if staged is not None:
+                _save_checkpoint(staged / CHECKPOINT, config.model, arch, model, epoch)
 
         result = fit(encoder, data, config, device, on_improvement=save_checkpoint,
                      score_start=bool(config.init_from))
         scorer = scorer_of(encoder)
 
     metrics: dict[str, Any] = {"model": config.model, "seed": config.seed}
-    metrics.update(evaluate_all(scorer, data, config.max_len, device))
-    if isinstance(encoder, SINE):
+    metrics.update(evaluate_all(scorer, data, config.max_len, device))  # sharded under torchrun
+    group = distributed.current()
+    if isinstance(encoder, SINE) and group.is_main:
         valid_inputs = data.evaluation_set("valid", config.max_len).inputs
         metrics["concepts"] = concept_usage(encoder, valid_inputs, device=device)
     metrics.update({
@@ -194,6 +208,8 @@ def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: T
         "bf16_products": bool(encoder is not None and use_bf16(config, device)),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "world_size": group.world_size,  # processes that trained it (torchrun)
+        "global_batch": config.batch_size,  # --batch-size, split over the processes
         "torch": torch.__version__,
         "python": platform.python_version(),
         "commit": git_commit(),
@@ -207,6 +223,8 @@ def _train_into(staged: Path, data: SplitData, source: dict[str, Any], config: T
         metrics["test_history_kept"]["hr@50"], metrics["test_history_kept"]["ndcg@10"],
     )
 
+    if staged is None:  # not rank 0: nothing to write
+        return metrics
     atomic_write(staged / CONFIG, json.dumps(info, indent=2))
     data.vocabulary.save(staged / VOCABULARY)
     np.save(staged / POPULARITY, popularity, allow_pickle=False)
