@@ -1,0 +1,349 @@
+"""1M-item index benchmark, one query per call as the service searches.
+
+    nice -n 10 .venv/bin/python bench/index_1m.py --run video=/tmp/runs/video --run beauty=/tmp/runs/beauty
+
+For each catalog: exact search (IndexFlatIP) against HNSW (M=32, efSearch sweep) and IVF
+(nlist 4096, nprobe sweep) with flat lists, SQ8 codes or PQ codes, the quantised two
+re-ranked exactly (IndexRefineFlat, k_factor sweep). Latency: one query per
+`index.search` call on ONE faiss thread (the service's SINE_FAISS_THREADS=1), p50 over
+--singles held-out queries; the exact index is timed in the same round right before each
+configuration and the speed-up is the ratio of the two (interleaved, so load drift
+cancels). Recall@50 against exact search on the held-out half; the configuration
+reported for a recall target is the fastest that meets it on the *tuning* half.
+
+Catalogs:
+- calibrated-<name>-1m: bench/calibrated_catalog.py fitted to the item table of a
+  trained run (RUN is a `sine train` output directory); queries are its validation users
+  mapped into the generated space (held out: not items of the index). The neighbour
+  profile of real vs generated tables (at the real size and at 1M) is reported with it.
+- synthetic-1m: today's harder generator (bench/index_bench.py: 2,000 clusters, D=128,
+  queries mixing 1-3 random clusters), kept as the worst case.
+
+Built indexes and vectors are cached under --cache (rebuilding 1M x D takes minutes).
+Writes bench/results/index_1m.json, .md and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import calibrated_catalog  # noqa: E402
+from index_bench import synthetic_catalog  # noqa: E402
+
+from index_builder.quality import recall_at  # noqa: E402
+from sine.search import faiss_module  # noqa: E402
+
+log = logging.getLogger("sine.bench")
+K = 50
+NLIST = 4096
+SWEEPS = {
+    "hnsw32": [{"efSearch": v} for v in (16, 32, 64, 128, 256, 512)],
+    "ivf-flat": [{"nprobe": v} for v in (8, 16, 32, 64, 128, 256)],
+    "ivf-sq8+refine": [{"nprobe": p, "k_factor": f} for p in (8, 16, 32, 64, 128, 256) for f in (2, 4)],
+    "ivf-pq32+refine": [{"nprobe": p, "k_factor": f} for p in (8, 16, 32, 64, 128, 256) for f in (4, 8)],
+}
+
+
+def load_run(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(item table, validation users' vectors) of a trained run, through an exported bundle."""
+    import tempfile
+
+    from index_builder.build import query_vectors
+    from sine.bundle import read_bundle
+    from trainer.export import export_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = export_bundle(run, Path(tmp) / "bundle")
+        items = np.asarray(read_bundle(bundle.path).item_embeddings, dtype=np.float32)
+        return items, query_vectors(bundle)
+
+
+def cached(path: Path, make):
+    if path.exists():
+        return np.load(path)
+    value = np.ascontiguousarray(make(), dtype=np.float32)
+    np.save(path, value)
+    return value
+
+
+def build(name: str, vectors: np.ndarray, cache: Path, tag: str):
+    """Build (or load from the cache) index `name` over `vectors`; (index, build seconds)."""
+    faiss = faiss_module()
+    path = cache / f"{tag}-{name}.faiss"
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        return faiss.read_index(str(path)), json.loads(meta.read_text())["build_seconds"]
+    dim = vectors.shape[1]
+    ip = faiss.METRIC_INNER_PRODUCT
+    start = time.perf_counter()
+    if name == "hnsw32":
+        index = faiss.IndexHNSWFlat(dim, 32, ip)
+        index.hnsw.efConstruction = 100
+        index.add(vectors)
+    else:
+        quantizer = _quantizer(vectors, cache, tag)
+        if name == "ivf-flat":
+            index = faiss.IndexIVFFlat(quantizer, dim, NLIST, ip)
+        elif name == "ivf-sq8+refine":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, NLIST, faiss.ScalarQuantizer.QT_8bit, ip)
+        else:
+            index = faiss.IndexIVFPQ(quantizer, dim, NLIST, 32, 8, ip)
+        index.own_fields = True
+        quantizer.this.disown()
+        sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:256_000]]
+        index.train(sample)  # the coarse quantiser is trained already: codes only
+        if name != "ivf-flat":
+            index = faiss.IndexRefineFlat(index)
+            index.own_fields = True
+            index.base_index.this.disown()
+        index.add(vectors)
+    seconds = time.perf_counter() - start
+    faiss.write_index(index, str(path))
+    meta.write_text(json.dumps({"build_seconds": seconds}))
+    return index, seconds
+
+
+def _quantizer(vectors: np.ndarray, cache: Path, tag: str):
+    """The IVF coarse quantiser (k-means, nlist centroids, on a 256k sample), shared by the IVF
+    variants of a catalog; its training time is added to each variant's build time."""
+    faiss = faiss_module()
+    path = cache / f"{tag}-centroids-{NLIST}.npy"
+    if path.exists():
+        centroids = np.load(path)
+    else:
+        sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:256_000]]
+        km = faiss.Kmeans(vectors.shape[1], NLIST, niter=10, seed=0, spherical=False,
+                          max_points_per_centroid=64)
+        km.train(sample)
+        centroids = km.centroids
+        np.save(path, centroids)
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    quantizer.add(centroids)
+    return quantizer
+
+
+def set_params(index, params: dict) -> None:
+    faiss = faiss_module()
+    if "efSearch" in params:
+        index.hnsw.efSearch = params["efSearch"]
+        return
+    inner = faiss.downcast_index(index.base_index) if hasattr(index, "base_index") else index
+    faiss.extract_index_ivf(inner).nprobe = params["nprobe"]
+    if "k_factor" in params:
+        index.k_factor = params["k_factor"]
+
+
+def single_p50(index, queries: np.ndarray, k: int) -> float:
+    """Median milliseconds of one `search` call per query."""
+    index.search(queries[:4], k)
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        index.search(q[None, :], k)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def measure_catalog(tag: str, vectors: np.ndarray, queries: np.ndarray, cache: Path, kinds: list[str],
+                    singles: int, exact_singles: int) -> dict:
+    faiss = faiss_module()
+    order = np.random.default_rng(1).permutation(len(queries))
+    tuning, held = queries[order[: len(queries) // 2]], queries[order[len(queries) // 2:]]
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    faiss.omp_set_num_threads(2)
+    _, tuning_truth = exact.search(tuning, K)
+    _, held_truth = exact.search(held, K)
+    out: dict = {"items": len(vectors), "dim": int(vectors.shape[1]), "queries_tuning": len(tuning),
+                 "queries_held_out": len(held), "exact_bytes_per_item": vectors.shape[1] * 4, "indexes": {}}
+    for kind in kinds:
+        faiss.omp_set_num_threads(2)
+        index, seconds = build(kind, vectors, cache, tag)
+        nbytes = len(faiss.serialize_index(index))
+        rows = []
+        for params in SWEEPS[kind]:
+            set_params(index, params)
+            faiss.omp_set_num_threads(2)
+            _, ids_t = index.search(tuning, K)
+            _, ids_h = index.search(held, K)
+            faiss.omp_set_num_threads(1)  # latency as the service runs it
+            exact_ms = single_p50(exact, held[:exact_singles], K)
+            index_ms = single_p50(index, held[:singles], K)
+            row = {**params, "recall50_tuning": recall_at(ids_t, tuning_truth, K),
+                   "recall50_held_out": recall_at(ids_h, held_truth, K),
+                   "p50_ms": index_ms, "exact_p50_ms": exact_ms, "speedup": exact_ms / index_ms,
+                   "load1": os.getloadavg()[0]}
+            log.info("%s %s %s: recall@50 %.4f, %.3f ms vs exact %.2f ms: %.1fx (load %.1f)", tag, kind,
+                     params, row["recall50_held_out"], index_ms, exact_ms, row["speedup"], row["load1"])
+            rows.append(row)
+        out["indexes"][kind] = {"build_seconds": seconds, "bytes": nbytes, "bytes_per_item": nbytes / len(vectors),
+                                "sweep": rows}
+        del index
+    return out
+
+
+def best(entry: dict, target: float) -> tuple[str, dict] | None:
+    """The fastest configuration whose *tuning-half* recall@50 meets `target`."""
+    found = [(kind, row) for kind, section in entry["indexes"].items() for row in section["sweep"]
+             if row["recall50_tuning"] >= target]
+    return max(found, key=lambda kr: kr[1]["speedup"]) if found else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                        help="a trained run to calibrate a catalog to (repeatable)")
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--worst-case", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure today's synthetic-1m (D=128)")
+    parser.add_argument("--kinds", nargs="+", default=list(SWEEPS))
+    parser.add_argument("--singles", type=int, default=300, help="queries timed per configuration")
+    parser.add_argument("--exact-singles", type=int, default=60, help="exact queries timed per configuration")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/sine-index-1m"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "index_1m.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    report = json.loads(args.out.read_text()) if args.out.exists() else {"catalogs": {}, "profiles": {}}
+    report["settings"] = {"k": K, "nlist": NLIST, "hnsw": "M=32, efConstruction=100",
+                          "latency_threads": 1, "recall_threads": 2, "singles": args.singles,
+                          "exact_singles": args.exact_singles, "faiss": faiss_module().__version__}
+    from index_builder.neighbours import item_profile  # noqa: PLC0415
+
+    for spec in args.run:
+        name, run = spec.split("=", 1)
+        real_items, users = load_run(Path(run))
+        model = calibrated_catalog.fit(real_items, users)
+        small, small_q = calibrated_catalog.generate(model, len(real_items), len(users), seed=1)
+        tag = f"calibrated-{name}-{args.items // 1000}k"
+
+        def make(model=model, tag=tag):
+            items, queries = calibrated_catalog.generate(model, args.items, args.queries, seed=0)
+            np.save(args.cache / f"{tag}-queries.npy", queries)
+            return items
+
+        items = cached(args.cache / f"{tag}-items.npy", make)
+        queries = np.load(args.cache / f"{tag}-queries.npy")
+        report["profiles"][name] = {}
+        for label, table, q in ((f"real ({len(real_items):,} items)", real_items, users),
+                                (f"generated ({len(small):,} items)", small, small_q),
+                                (f"generated ({len(items):,} items)", items, queries)):
+            report["profiles"][name][f"{label}, item to item"] = item_profile(table)
+            report["profiles"][name][f"{label}, user to item"] = item_profile(table, q)
+        report["catalogs"][tag] = measure_catalog(tag, items, queries, args.cache, args.kinds,
+                                                  args.singles, args.exact_singles)
+        _write(report, args.out)
+    if args.worst_case:
+        tag = f"synthetic-{args.items // 1000}k"
+
+        def make_synth():
+            items, queries = synthetic_catalog(args.items, queries=args.queries)
+            np.save(args.cache / f"{tag}-queries.npy", queries.astype(np.float32))
+            return items
+
+        items = cached(args.cache / f"{tag}-items.npy", make_synth)
+        queries = np.load(args.cache / f"{tag}-queries.npy")
+        report["profiles"]["synthetic (worst case)"] = {
+            f"synthetic ({len(items):,} items), item to item": item_profile(items),
+            f"synthetic ({len(items):,} items), user to item": item_profile(items, queries)}
+        report["catalogs"][tag] = measure_catalog(tag, items, queries, args.cache, args.kinds,
+                                                  args.singles, args.exact_singles)
+        _write(report, args.out)
+
+
+def _write(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(markdown(report))
+    plot(report, out.with_suffix(".png"))
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [f"recall@{s['k']} on held-out queries against exact search; latency = p50 of one query per "
+             f"`search` call on {s['latency_threads']} faiss thread (as the service runs), exact search "
+             "(IndexFlatIP) timed in the same round before each configuration; speed-up = their ratio. "
+             f"HNSW {s['hnsw']}; IVF nlist={s['nlist']}. faiss {s['faiss']}. Load average (1 min) per row.",
+             "", "## Best configuration per recall target (chosen on the tuning half)", "",
+             "| catalog | target | index | params | recall@50 held out | p50 ms | exact p50 ms | speed-up | "
+             "bytes/item |", "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for tag, entry in report["catalogs"].items():
+        for target in (0.95, 0.99):
+            found = best(entry, target)
+            if found is None:
+                lines.append(f"| {tag} | {target} | none reached it | | | | | | |")
+                continue
+            kind, row = found
+            params = ", ".join(f"{k}={row[k]}" for k in ("efSearch", "nprobe", "k_factor") if k in row)
+            lines.append(f"| {tag} | {target} | {kind} | {params} | {row['recall50_held_out']:.4f} | "
+                         f"{row['p50_ms']:.3f} | {row['exact_p50_ms']:.2f} | **{row['speedup']:.1f}x** | "
+                         f"{entry['indexes'][kind]['bytes_per_item']:.0f} |")
+    lines += ["", "## Indexes: build time and size", "",
+              "| catalog | index | build s (2 threads) | MB | bytes/item |", "| --- | --- | ---: | ---: | ---: |"]
+    for tag, entry in report["catalogs"].items():
+        lines.append(f"| {tag} | exact (flat) | 0 | {entry['items'] * entry['exact_bytes_per_item'] / 1e6:.0f} | "
+                     f"{entry['exact_bytes_per_item']} |")
+        for kind, sec in entry["indexes"].items():
+            lines.append(f"| {tag} | {kind} | {sec['build_seconds']:.0f} | {sec['bytes'] / 1e6:.0f} | "
+                         f"{sec['bytes_per_item']:.0f} |")
+    lines += ["", "## Neighbour profiles (real vs generated)", ""]
+    for name, rows in report["profiles"].items():
+        keys = list(next(iter(rows.values())).keys())
+        lines += [f"### {name}", "", "| table | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for label, prof in rows.items():
+            lines.append(f"| {label} | " + " | ".join(_fmt(prof[k]) for k in keys) + " |")
+        lines.append("")
+    lines += ["## Full sweeps", "", "| catalog | index | params | recall@50 tuning | recall@50 held out | p50 ms | "
+              "exact p50 ms | speed-up | load |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for tag, entry in report["catalogs"].items():
+        for kind, sec in entry["indexes"].items():
+            for row in sec["sweep"]:
+                params = ", ".join(f"{k}={row[k]}" for k in ("efSearch", "nprobe", "k_factor") if k in row)
+                lines.append(f"| {tag} | {kind} | {params} | {row['recall50_tuning']:.4f} | "
+                             f"{row['recall50_held_out']:.4f} | {row['p50_ms']:.3f} | {row['exact_p50_ms']:.2f} | "
+                             f"{row['speedup']:.1f}x | {row['load1']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tags = list(report["catalogs"])
+    fig, axes = plt.subplots(1, len(tags), figsize=(5.5 * len(tags), 4.2), squeeze=False)
+    for ax, tag in zip(axes[0], tags, strict=True):
+        for kind, sec in report["catalogs"][tag]["indexes"].items():
+            rows = sorted(sec["sweep"], key=lambda r: r["recall50_held_out"])
+            ax.plot([r["recall50_held_out"] for r in rows], [r["speedup"] for r in rows], "o-", ms=3, label=kind)
+        ax.axvline(0.95, color="grey", lw=0.8, ls="--")
+        ax.axhline(20, color="grey", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@50 (held-out queries)")
+        ax.set_ylabel("speed-up vs exact, 1 query/call, 1 thread")
+        ax.set_title(tag)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
