@@ -221,7 +221,7 @@ def main() -> None:
     report["settings"] = {"k": K, "nlist": NLIST, "hnsw": "M=32, efConstruction=100",
                           "latency_threads": 1, "recall_threads": 2, "singles": args.singles,
                           "exact_singles": args.exact_singles, "faiss": faiss_module().__version__}
-    from index_builder.neighbours import item_profile  # noqa: PLC0415
+    from index_builder.neighbours import item_profile
 
     for spec in args.run:
         name, run = spec.split("=", 1)
