@@ -94,7 +94,9 @@ def _train_config_parameters() -> list[inspect.Parameter]:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        base = {int: int, float: float, str: str, bool: bool}.get(type(default), float)
+        # a None default: the type from the annotation ("str | None", "float | None")
+        base = {int: int, float: float, str: str, bool: bool}.get(
+            type(default), str if str(f.type).startswith("str") else float)
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         if choices:

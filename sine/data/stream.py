@@ -33,7 +33,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,7 @@ class StreamPlan:
     buckets: int
     batch_rows: int
     memory_budget: int
+    largest_bucket: int = 0  # clicks in the largest bucket (known after the spill)
 
 
 def open_dataset(path: str | Path) -> ds.Dataset:
@@ -167,14 +168,15 @@ def stream_split(
              buckets, memory_budget // 2**20)
     spill = Path(tempfile.mkdtemp(prefix="spill-", dir=work_dir))
     try:
-        return _split_buckets(dataset, path, columns, plan, spill, work_dir, allowed,
-                              min_user_count, fingerprint, progress), plan
+        data, largest = _split_buckets(dataset, path, columns, plan, spill, work_dir, allowed,
+                                       min_user_count, fingerprint, progress)
+        return data, replace(plan, largest_bucket=largest)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
 
 
 def _split_buckets(dataset, path, columns, plan, spill, work_dir, allowed, min_user_count,
-                   fingerprint, progress) -> SplitData:
+                   fingerprint, progress) -> tuple[SplitData, int]:
     schema = pa.schema([(USER, pa.string()), (ITEM, pa.string()), (TIME, pa.float64()),
                         ("row", pa.int64())])
     # 2. spill clicks into buckets by a hash of the user id
@@ -196,8 +198,10 @@ def _split_buckets(dataset, path, columns, plan, spill, work_dir, allowed, min_u
 
     # 3. sort each bucket, filter short users, count items
     item_counts: pd.Series | None = None
+    largest = 0
     for b in tqdm(range(plan.buckets), desc="sort", unit="bucket", disable=not progress):
         frame = pd.read_parquet(spill / f"bucket-{b:05d}.parquet")
+        largest = max(largest, len(frame))
         frame = frame.sort_values([USER, TIME, "row"], kind="stable")
         if min_user_count > 1:
             frame = frame[frame[USER].map(frame[USER].value_counts()) >= min_user_count]
@@ -234,7 +238,7 @@ def _split_buckets(dataset, path, columns, plan, spill, work_dir, allowed, min_u
     data = SplitData(vocabulary=vocabulary, user_ids=np.concatenate(user_ids), items=items,
                      offsets=offsets, fingerprint=fingerprint)
     _check_splittable(data)
-    return data
+    return data, largest
 
 
 def _check_splittable(data: SplitData) -> None:
