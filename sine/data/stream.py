@@ -104,9 +104,7 @@ def _batches(dataset: ds.Dataset, columns: LogColumns, batch_rows: int, path: Pa
                         f"{', '.join(names)}. Name the right ones with --user-col / --item-col / "
                         "--time-col.")
     row = 0
-    for batch in dataset.to_batches(columns=wanted, batch_size=batch_rows):
-        if batch.num_rows == 0:
-            continue
+    for batch in _coalesced(dataset.to_batches(columns=wanted, batch_size=batch_rows), batch_rows):
         frame = batch.to_pandas().rename(columns=dict(zip(wanted, (USER, ITEM, TIME), strict=True)))
         for col in (USER, ITEM):
             bad = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
@@ -117,6 +115,28 @@ def _batches(dataset: ds.Dataset, columns: LogColumns, batch_rows: int, path: Pa
         frame.index = pd.RangeIndex(row, row + len(frame))
         row += len(frame)
         yield frame
+
+
+def _coalesced(batches, rows: int):
+    """Record batches of about `rows` rows: a dataset of many small files (one per day and
+    writer) yields small batches, and the per-batch work below has a fixed cost."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+            pending, held = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def _add_counts(total: pd.Series | None, counts: pd.Series) -> pd.Series:
+    """Sum two value counts (aligned on the id index)."""
+    return counts if total is None else total.add(counts, fill_value=0).astype(np.int64)
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
@@ -153,7 +173,7 @@ def stream_split(
         digest_xor ^= np.bitwise_xor.reduce(hashes)
         total += len(frame)
         batch_counts = frame[ITEM].value_counts()
-        counts = batch_counts if counts is None else counts.add(batch_counts, fill_value=0)
+        counts = _add_counts(counts, batch_counts)
     if counts is None:
         raise DataError(f"{path}: the log has no rows")
     fingerprint = "stream-sha256:" + hashlib.sha256(
@@ -208,8 +228,7 @@ def _split_buckets(dataset, path, columns, plan, spill, work_dir, allowed, min_u
         frame[[USER, ITEM]].to_parquet(spill / f"sorted-{b:05d}.parquet", index=False)
         (spill / f"bucket-{b:05d}.parquet").unlink()
         bucket_counts = frame[ITEM].value_counts()
-        item_counts = bucket_counts if item_counts is None else item_counts.add(bucket_counts,
-                                                                                fill_value=0)
+        item_counts = _add_counts(item_counts, bucket_counts)
     if item_counts is None or len(item_counts) == 0:
         raise DataError(f"{path}: no click is left after the count filters")
 
