@@ -29,6 +29,7 @@ from sine.metrics import ranking_metrics
 from trainer.config import FULL_SOFTMAX_MAX_ITEMS, TrainConfig
 from trainer.diagnostics import concept_usage
 from trainer.evaluate import rank_targets
+from trainer.examples import training_examples
 from trainer.loss import SampledSoftmax, full_softmax_loss
 from trainer.models import SINE, SequenceEncoder
 from trainer.stopping import StoppingRule
@@ -197,12 +198,10 @@ def fit(
     """
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
-    inputs_np, targets_np = data.training_examples(config.max_len)
-    inputs = torch.as_tensor(inputs_np, device=device)
-    targets = torch.as_tensor(targets_np, device=device)
-    lengths = torch.as_tensor((inputs_np > 0).sum(axis=1))
+    examples = training_examples(data, config.max_len, device, lazy=config.memory_budget is not None)
+    lengths = examples.lengths
     valid = data.evaluation_set("valid", config.max_len)
-    num_examples = len(targets)
+    num_examples = len(examples)
 
     kind = loss_kind(config, data.num_items)
     bf16 = use_bf16(config, device)
@@ -255,8 +254,8 @@ def fit(
             )
             shown = epoch_start
             for step, (batch, width) in enumerate(plan):
-                loss = train_step(model, optimizer, likelihood, inputs[batch, -width:],
-                                  targets[batch], bf16, autocast)
+                loss = train_step(model, optimizer, likelihood, *examples.batch(batch, width),
+                                  bf16, autocast)
                 total_loss += loss
                 bar.update(len(batch))
                 # reading the loss waits for the device: at most every 2 s, and only
