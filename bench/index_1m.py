@@ -224,6 +224,8 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=list(SWEEPS))
     parser.add_argument("--singles", type=int, default=200, help="queries timed per configuration")
     parser.add_argument("--exact-singles", type=int, default=30, help="exact queries timed per configuration")
+    parser.add_argument("--profiles-only", action="store_true",
+                        help="only (re)compute the neighbour profiles of the (cached) catalogs")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/sine-index-1m"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "index_1m.json")
     args = parser.parse_args()
@@ -233,13 +235,17 @@ def main() -> None:
     report["settings"] = {"k": K, "nlist": NLIST, "hnsw": "M=32, efConstruction=100",
                           "latency_threads": 1, "recall_threads": 2, "singles": args.singles,
                           "exact_singles": args.exact_singles, "faiss": faiss_module().__version__}
-    from index_builder.neighbours import item_profile
+    from sine.neighbours import neighbour_profile
+
+    def item_profile(table: np.ndarray) -> dict:
+        # the searched metric (inner product), 500 sampled items, chunks small enough for 1M rows
+        return neighbour_profile(table, queries=500, metric="ip", chunk=32)
 
     for spec in args.run:
         name, run = spec.split("=", 1)
         real_items, users = load_run(Path(run))
-        model = calibrated_catalog.fit(real_items, users)
-        small, small_q = calibrated_catalog.generate(model, len(real_items), len(users), seed=1)
+        model = calibrated_catalog.fit(real_items, users)  # deterministic: the same model as the cached catalog
+        small, _ = calibrated_catalog.generate(model, len(real_items), len(users), seed=1)
         tag = f"calibrated-{name}-{args.items // 1000}k"
 
         def make(model=model, tag=tag):
@@ -249,12 +255,14 @@ def main() -> None:
 
         items = cached(args.cache / f"{tag}-items.npy", make)
         queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
-        report["profiles"][name] = {}
-        for label, table, q in ((f"real ({len(real_items):,} items)", real_items, users),
-                                (f"generated ({len(small):,} items)", small, small_q),
-                                (f"generated ({len(items):,} items)", items, queries)):
-            report["profiles"][name][f"{label}, item to item"] = item_profile(table)
-            report["profiles"][name][f"{label}, user to item"] = item_profile(table, q)
+        report["profiles"][name] = {
+            f"real ({len(real_items):,} items)": item_profile(real_items),
+            f"generated ({len(small):,} items)": item_profile(small),
+            f"generated ({len(items):,} items)": item_profile(items),
+        }
+        if args.profiles_only:
+            _write(report, args.out)
+            continue
         report["catalogs"][tag] = measure_catalog(
             tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
             lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
@@ -269,9 +277,10 @@ def main() -> None:
 
         items = cached(args.cache / f"{tag}-items.npy", make_synth)
         queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
-        report["profiles"]["synthetic (worst case)"] = {
-            f"synthetic ({len(items):,} items), item to item": item_profile(items),
-            f"synthetic ({len(items):,} items), user to item": item_profile(items, queries)}
+        report["profiles"]["synthetic (worst case)"] = {f"synthetic ({len(items):,} items)": item_profile(items)}
+        if args.profiles_only:
+            _write(report, args.out)
+            return
         report["catalogs"][tag] = measure_catalog(
             tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
             lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
@@ -317,13 +326,20 @@ def markdown(report: dict) -> str:
         for kind, sec in entry["indexes"].items():
             lines.append(f"| {tag} | {kind} | {sec['build_seconds']:.0f} | {sec['bytes'] / 1e6:.0f} | "
                          f"{sec['bytes_per_item']:.0f} |")
-    lines += ["", "## Neighbour profiles (real vs generated)", ""]
+    lines += ["", "## Neighbour profiles (real vs generated)", "",
+              "sine.neighbours.neighbour_profile, inner product (the searched score), 500 sampled items "
+              "each against the whole table (itself excluded); medians over the items. s_k: the k-th "
+              "neighbour's score; gap: s_1 - s_k, also as a fraction of s_1; relative contrast: mean "
+              "Euclidean distance to the table / distance to the nearest item.", "",
+              "| catalog | table | s_1 | s_10 | s_50 | gap 1-10 | gap 1-50 | gap 1-50 / s_1 | relative contrast |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, rows in report["profiles"].items():
-        keys = list(next(iter(rows.values())).keys())
-        lines += [f"### {name}", "", "| table | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        for label, prof in rows.items():
-            lines.append(f"| {label} | " + " | ".join(_fmt(prof[k]) for k in keys) + " |")
-        lines.append("")
+        for label, p in rows.items():
+            s1, s10, s50 = (p["kth_similarity"][k]["p50"] for k in ("1", "10", "50"))
+            lines.append(f"| {name} | {label} | {s1:.3f} | {s10:.3f} | {s50:.3f} | "
+                         f"{p['gap_from_first']['10']['p50']:.3f} | {p['gap_from_first']['50']['p50']:.3f} | "
+                         f"{(s1 - s50) / abs(s1):.3f} | {p['relative_contrast']['p50']:.3f} |")
+    lines.append("")
     lines += ["## Full sweeps", "", "| catalog | index | params | recall@50 tuning | recall@50 held out | p50 ms | "
               "exact p50 ms | speed-up | load |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for tag, entry in report["catalogs"].items():
@@ -334,10 +350,6 @@ def markdown(report: dict) -> str:
                              f"{row['recall50_held_out']:.4f} | {row['p50_ms']:.3f} | {row['exact_p50_ms']:.2f} | "
                              f"{row['speedup']:.1f}x | {row['load1']:.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def plot(report: dict, path: Path) -> None:
