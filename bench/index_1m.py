@@ -255,17 +255,17 @@ def main() -> None:
 
         items = cached(args.cache / f"{tag}-items.npy", make)
         queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
+        if not args.profiles_only:
+            report["catalogs"][tag] = measure_catalog(
+                tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
+                lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
+            _write(report, args.out)
+        # after the measurement (profiling 1M rows is slow on a loaded machine)
         report["profiles"][name] = {
             f"real ({len(real_items):,} items)": item_profile(real_items),
             f"generated ({len(small):,} items)": item_profile(small),
             f"generated ({len(items):,} items)": item_profile(items),
         }
-        if args.profiles_only:
-            _write(report, args.out)
-            continue
-        report["catalogs"][tag] = measure_catalog(
-            tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
-            lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
         _write(report, args.out)
     if args.worst_case:
         tag = f"synthetic-{args.items // 1000}k"
@@ -277,13 +277,12 @@ def main() -> None:
 
         items = cached(args.cache / f"{tag}-items.npy", make_synth)
         queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
-        report["profiles"]["synthetic (worst case)"] = {f"synthetic ({len(items):,} items)": item_profile(items)}
-        if args.profiles_only:
+        if not args.profiles_only:
+            report["catalogs"][tag] = measure_catalog(
+                tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
+                lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
             _write(report, args.out)
-            return
-        report["catalogs"][tag] = measure_catalog(
-            tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
-            lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
+        report["profiles"]["synthetic (worst case)"] = {f"synthetic ({len(items):,} items)": item_profile(items)}
         _write(report, args.out)
 
 
