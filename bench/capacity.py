@@ -133,10 +133,14 @@ def measured_inputs() -> dict:
         best = {}
         for kind, sec in entry["indexes"].items():
             ok = [r for r in sec["sweep"] if r["recall50_tuning"] >= ASSUMED["recall_target"]]
-            if ok:
-                r = min(ok, key=lambda r: r["p50_ms"])
-                best[kind] = {"p50_ms": r["p50_ms"], "recall50": r["recall50_held_out"],
-                              "exact_p50_ms": r["exact_p50_ms"], "speedup": r["speedup"]}
+            # none reached the target: the most accurate configuration measured, flagged
+            r = min(ok, key=lambda r: r["p50_ms"]) if ok else max(sec["sweep"], key=lambda r: r["recall50_tuning"])
+            best[kind] = {"p50_ms": r["p50_ms"], "recall50": r["recall50_held_out"],
+                          "exact_p50_ms": r["exact_p50_ms"], "speedup": r["speedup"], "meets_target": bool(ok)}
+        rows = [r for sec in entry["indexes"].values() for r in sec["sweep"]]
+        exact_ms = sorted(r["exact_p50_ms"] for r in rows)[len(rows) // 2]
+        best["flat (exact)"] = {"p50_ms": exact_ms, "recall50": 1.0, "exact_p50_ms": exact_ms, "speedup": 1.0,
+                                "meets_target": True}
         out["search"] = best
         out["sources"]["index"] = f"bench/results/index_1m.json ({tag})"
     sizes = load("index_bytes.json")
@@ -234,9 +238,10 @@ def markdown(m: dict, rows: dict, a: dict = ASSUMED) -> str:
         where = m["sources"].get("index_bytes" if "build-index" in kind else "index")
         lines.append(f"| index bytes/item, {kind}, D={m.get('index_dim')} | {b:,.1f} | {where} |")
     for kind, s in m.get("search", {}).items():
+        short = "" if s["meets_target"] else f", BELOW the {ASSUMED['recall_target']} target"
         lines.append(f"| search ms/query at 1M items, {kind}, 1 thread (CPU time) | {s['p50_ms']:.3f} "
-                     f"(recall@50 {s['recall50']:.3f}; exact {s['exact_p50_ms']:.2f} ms, {s['speedup']:.1f}x) | "
-                     f"{m['sources'].get('index')} |")
+                     f"(recall@50 {s['recall50']:.3f}{short}; exact {s['exact_p50_ms']:.2f} ms, "
+                     f"{s['speedup']:.1f}x) | {m['sources'].get('index')} |")
     if "cpu_examples_per_second_per_thread" in m:
         lines.append(f"| SINE training examples/s, 1 CPU thread | {m['cpu_examples_per_second_per_thread']:,.0f} | "
                      f"{m['sources']['cpu']} ({m['cpu_throughput_setting']}) |")
@@ -259,11 +264,12 @@ def markdown(m: dict, rows: dict, a: dict = ASSUMED) -> str:
             f"{gib(r['index_gib'][k])} ({gib(r['shard_gib'][k])})" for k in kinds) + " |")
     lines += ["", "### Search tier at peak load (ms/query per shard measured at 1M items, 1 thread, recall@50 >= "
               f"{a['recall_target']})", "",
-              "| dataset | peak req/s (assumed) | index | ms/shard | cores (all shards) | replicas per shard | "
-              "API replicas |", "|---|---:|---|---:|---:|---:|---:|"]
+              "| dataset | peak req/s (assumed) | index (recall@50 held out) | ms/shard | cores (all shards) | "
+              "replicas per shard | API replicas |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, r in rows.items():
         for kind, s in r["search"].items():
-            lines.append(f"| {name} | {a['peak_qps'][name]:,} | {kind} | {s['ms_per_shard']:.3f} | "
+            rec = m["search"][kind]["recall50"]
+            lines.append(f"| {name} | {a['peak_qps'][name]:,} | {kind} ({rec:.3f}) | {s['ms_per_shard']:.3f} | "
                          f"{s['cores']:,.0f} | {s['replicas_per_shard']} | {r.get('api_replicas', '')} |")
     g = m.get("gpu_examples_per_second")
     lines += ["", "### Training per epoch (examples = clicks, an upper bound)", "",
