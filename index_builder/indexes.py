@@ -8,8 +8,8 @@ the scores returned to users are the model's own. Types:
 flat      exact search (IndexFlatIP)                              items x D <= 1M floats
 hnsw      graph search (IndexHNSWFlat, M=32), efSearch tuned      up to ~200k items
 ivf       inverted lists (IndexIVFFlat, sqrt-sized), nprobe tuned 200k+ items; GPU
-ivfpq     IVF + product quantisation, exact re-ranking of         millions of items
-          the candidates (IndexRefineFlat), nprobe tuned
+ivfpq     IVF + product quantisation, exact re-ranking of         GPU, > 5M items;
+          the candidates (IndexRefineFlat), nprobe tuned          CPU: only with --type
 ========= ======================================================= =====================
 
 `auto` picks by catalog size (`choose_type` says why; the cut-offs come from
@@ -71,10 +71,12 @@ def choose_type(num_items: int, gpu: bool, dim: int = 128) -> tuple[str, str]:
     if num_items <= HNSW_MAX_ITEMS:
         return "hnsw", (f"{num_items:,} items <= {HNSW_MAX_ITEMS:,}: HNSW answers a query in far less "
                         "than an exact scan, at tunable recall")
-    if num_items <= IVF_MAX_ITEMS:
-        return "ivf", (f"{HNSW_MAX_ITEMS:,} < {num_items:,} items <= {IVF_MAX_ITEMS:,}: IVF builds much "
-                       "faster than HNSW at this size, at tunable recall")
-    return "ivfpq", f"{num_items:,} items > {IVF_MAX_ITEMS:,}: IVF-PQ keeps the index in memory"
+    # no IVF-PQ on the CPU at any size: with its exact re-ranking (IndexRefineFlat) it keeps the full
+    # vectors too, so it is larger than IVF-Flat (584 vs 520 bytes/item at D=128,
+    # bench/results/index_bytes.json) and it was slower at every size measured (bench/results/index.md)
+    return "ivf", (f"{num_items:,} items > {HNSW_MAX_ITEMS:,}: IVF builds much faster than HNSW at this "
+                   "size, at tunable recall (IVF-PQ with re-ranking would be larger, not smaller: "
+                   "bench/results/index_bytes.json)")
 
 
 def default_spec(kind: str, num_items: int, dim: int) -> IndexSpec:

@@ -94,7 +94,9 @@ def _train_config_parameters() -> list[inspect.Parameter]:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        base = {int: int, float: float, str: str, bool: bool}.get(type(default), float)
+        # a None default: the type from the annotation ("str | None", "float | None")
+        base = {int: int, float: float, str: str, bool: bool}.get(
+            type(default), str if str(f.type).startswith("str") else float)
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         if choices:
@@ -467,15 +469,44 @@ def schedule(
 @app.command("synth")
 @user_errors
 def synth(
-    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write (.csv or .csv.gz)."),
-    users: int = typer.Option(2000, help="Number of users."),
-    items: int = typer.Option(1000, help="Number of items."),
-    groups: int = typer.Option(20, help="Latent item groups (the planted interests)."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write (.csv or .csv.gz); "
+                             "with --shape industrial, a directory for the Parquet dataset."),
+    users: int = typer.Option(2000, help="Number of users (demo shape)."),
+    items: int = typer.Option(None, help="Number of items (default: 1,000 demo, 1,000,000 "
+                              "industrial)."),
+    groups: int = typer.Option(None, help="Latent item groups, the planted interests (default: "
+                               "20 demo, 2,000 industrial)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same log."),
+    shape: str = typer.Option("demo", help="demo: a small CSV log; industrial: Zipf items in "
+                              "clusters, multi-interest users in sessions, partitioned Parquet "
+                              "(sine/data/industrial.py)."),
+    clicks: int = typer.Option(10_000_000, help="Clicks to generate (industrial shape)."),
+    zipf: float = typer.Option(None, help="Item popularity exponent (industrial shape; "
+                               "default: the spec's)."),
 ) -> None:
     """Write a synthetic interaction log with planted user interests, and its item categories."""
     from sine.data.synthetic import SyntheticSpec, synthetic_items, synthetic_log
 
+    if shape == "industrial":
+        from sine.data.industrial import IndustrialSpec, write_parquet_dataset
+
+        items = items if items is not None else IndustrialSpec.num_items
+        groups = groups if groups is not None else IndustrialSpec.num_clusters
+        try:
+            spec = IndustrialSpec(num_items=items, num_clicks=clicks, num_clusters=groups, seed=seed,
+                                  **({"zipf": zipf} if zipf is not None else {}))
+        except ValueError as exc:
+            raise SineError(str(exc)) from None
+        if out.exists() and any(out.iterdir()):
+            raise SineError(f"{out}: exists and is not empty; choose a new directory")
+        written = write_parquet_dataset(spec, out)
+        typer.echo(f"wrote {written:,} clicks on {items:,} items in {groups:,} clusters to {out} "
+                   "(day= partitions; the cluster of each click's item in column category)")
+        return
+    if shape != "demo":
+        raise SineError(f"--shape must be demo or industrial, not {shape!r}")
+    items = items if items is not None else SyntheticSpec.num_items
+    groups = groups if groups is not None else SyntheticSpec.num_groups
     if users < 1 or items < groups or groups < 1:
         raise SineError("need users >= 1, groups >= 1 and items >= groups")
     spec = SyntheticSpec(num_users=users, num_items=items, num_groups=groups, seed=seed)

@@ -95,6 +95,14 @@ class TrainConfig:
     # data
     min_item_count: int = _f(0, "Drop items with fewer clicks before splitting.")
     min_user_count: int = _f(0, "Then drop users with fewer clicks.")
+    memory_budget: str | None = _f(
+        None, "Read a Parquet log (file or partitioned directory) in a streaming way within "
+        "about this much memory (e.g. 512M, 2G): users are spilled to temporary files under "
+        "$TMPDIR in buckets that fit, and training examples are cut per batch "
+        "(sine/data/stream.py). Default: the whole log in memory.")
+    eval_users: int = _f(
+        0, "Evaluate on this many users drawn at random (0: every user); full ranking of a "
+        "million-item catalog for every user is out of reach on a CPU.")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -116,6 +124,8 @@ class TrainConfig:
         for name in ("tau", "assignment_tau"):
             if getattr(self, name) <= 0:
                 raise SineError(f"--{name.replace('_', '-')} must be positive")
+        if self.eval_users < 0:
+            raise SineError("--eval-users must be 0 (all) or more")
         if not 0.0 <= self.stop_decline < 1.0:
             raise SineError("--stop-decline must be in [0, 1)")
         for name in ("dropout", "attention_dropout"):

@@ -30,8 +30,12 @@ def rank_targets(
     keep_history: bool = False,
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
+    max_scores: int = 2**26,
 ) -> np.ndarray:
     """1-based rank of each target among all items (history removed unless kept).
+
+    A batch holds at most `max_scores` scores (256 MiB of fp32, twice with the copy):
+    at a million items a batch of 1024 users would take 8 GiB.
 
     Under torchrun each process ranks every world_size-th batch and the integer ranks are
     summed across processes: all of them get every rank, exactly as one process would
@@ -42,6 +46,9 @@ def rank_targets(
     inputs = torch.as_tensor(evalset.inputs)
     targets = torch.as_tensor(evalset.targets)
     offsets = evalset.history_offsets
+    if len(evalset):
+        width = scorer(inputs[:1].to(device)).shape[1]  # catalog size + 1
+        batch_size = max(1, min(batch_size, max_scores // width))
     for number, start in enumerate(range(0, len(evalset), batch_size)):
         if number % group.world_size != group.rank:
             continue

@@ -31,6 +31,7 @@ from trainer import distributed
 from trainer.config import FULL_SOFTMAX_MAX_ITEMS, TrainConfig
 from trainer.diagnostics import concept_usage
 from trainer.evaluate import rank_targets
+from trainer.examples import training_examples
 from trainer.loss import SampledSoftmax, full_softmax_loss
 from trainer.models import SINE, SequenceEncoder
 from trainer.stopping import StoppingRule
@@ -207,12 +208,10 @@ def fit(
     started = time.perf_counter()
     group = distributed.current()  # every rank draws the same plan from the same generator
     generator = torch.Generator().manual_seed(config.seed)
-    inputs_np, targets_np = data.training_examples(config.max_len)
-    inputs = torch.as_tensor(inputs_np, device=device)
-    targets = torch.as_tensor(targets_np, device=device)
-    lengths = torch.as_tensor((inputs_np > 0).sum(axis=1))
+    examples = training_examples(data, config.max_len, device, lazy=config.memory_budget is not None)
+    lengths = examples.lengths
     valid = data.evaluation_set("valid", config.max_len)
-    num_examples = len(targets)
+    num_examples = len(examples)
     rank_batch = distributed.check_shardable(group, config.batch_size, num_examples)
 
     kind = loss_kind(config, data.num_items)
@@ -277,9 +276,8 @@ def fit(
                 if len(batch) < group.world_size:  # a last batch too short to split: skipped
                     continue
                 mine = distributed.shard(batch, group)
-                loss = train_step(trained, optimizer, likelihood, inputs[mine, -width:],
-                                  targets[mine], bf16, autocast,
-                                  share=len(mine) * group.world_size / len(batch))
+                loss = train_step(trained, optimizer, likelihood, *examples.batch(mine, width),
+                                  bf16, autocast, share=len(mine) * group.world_size / len(batch))
                 total_loss += loss
                 steps += 1
                 bar.update(len(batch))

@@ -21,6 +21,7 @@ import json
 import logging
 import platform
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 from sine.atomic import atomic_write, staging_directory
 from sine.data.logs import LogColumns, filter_min_counts, read_log
 from sine.data.split import SplitData, leave_one_out
+from sine.data.stream import parse_size, stream_split
 from sine.data.vocabulary import ItemVocabulary
 from sine.errors import SineError
 from trainer import distributed, plots
@@ -83,8 +85,19 @@ def git_commit() -> str | None:
 
 
 def load_data(path: str | Path, config: TrainConfig, columns: LogColumns = LogColumns(),
-              sep: str | None = None, vocabulary: ItemVocabulary | None = None) -> SplitData:
-    """Read, filter and split a log as a run with `config` does."""
+              sep: str | None = None, vocabulary: ItemVocabulary | None = None,
+              work_dir: str | Path | None = None) -> SplitData:
+    """Read, filter and split a log as a run with `config` does.
+
+    With `config.memory_budget` (and no given vocabulary) a Parquet log is streamed
+    (sine/data/stream.py); its sequences are then mapped from files under `work_dir`,
+    which must outlive the returned data.
+    """
+    if config.memory_budget is not None and vocabulary is None:
+        work_dir = Path(work_dir or tempfile.mkdtemp(prefix="sine-stream-"))
+        data, _plan = stream_split(path, parse_size(config.memory_budget), work_dir, columns,
+                                  config.min_item_count, config.min_user_count, progress=True)
+        return data
     frame = read_log(path, columns, sep)
     frame = filter_min_counts(frame, config.min_item_count, config.min_user_count)
     return leave_one_out(frame, vocabulary)
@@ -110,10 +123,11 @@ def train_run(
     """Train `config.model` on the log at `data_path`; write and return its metrics."""
     resolve_device(distributed.rank_device(config.device))  # fails before the log is read
     distributed.check_batch(config.batch_size, distributed.launched_world_size())
-    data = load_data(data_path, config, columns, sep)
     source = {"path": str(data_path), "sep": sep,
               "columns": {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp}}
-    return train_split(data, source, out_dir, config)
+    with tempfile.TemporaryDirectory(prefix="sine-stream-") as work_dir:  # streamed sequences
+        data = load_data(data_path, config, columns, sep, work_dir=work_dir)
+        return train_split(data, source, out_dir, config)
 
 
 def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
@@ -127,6 +141,8 @@ def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(distributed.rank_device(config.device))
+    if config.eval_users:  # the same seeded sample on every rank
+        data = data.with_evaluation_sample(config.eval_users, config.seed)
     with distributed.session(device) as group:
         if not group.is_main:
             return _train_into(None, data, source, config, device, started)
@@ -135,7 +151,7 @@ def train_split(data: SplitData, source: dict[str, Any], out_dir: str | Path,
 
 def _train_main(data: SplitData, source: dict[str, Any], out_dir: Path, config: TrainConfig,
                 device: torch.device, started: float) -> dict[str, Any]:
-    num_examples = len(data.training_examples(config.max_len)[1])  # a warm start may use fewer
+    num_examples = data.num_training_examples  # a warm start may use fewer
     log.info(
         "%s: %s users, %s items, %s clicks; %s training examples, %s evaluated users",
         source.get("path"), f"{len(data.user_ids):,}", f"{data.num_items:,}", f"{len(data.items):,}",
@@ -201,7 +217,7 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
             "users": len(data.user_ids),
             "items": data.num_items,
             "clicks": len(data.items),
-            "train_examples": len(data.training_examples(config.max_len)[1]),
+            "train_examples": data.num_training_examples,
             "evaluated_users": len(data.eval_users),
         },
         "loss": result.loss_kind if encoder is not None else None,

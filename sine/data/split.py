@@ -10,7 +10,7 @@ with 0, so the most recent click is always in the last column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -46,6 +46,7 @@ class SplitData:
     items: np.ndarray  # [N] int64 item indices, grouped by user, in time order
     offsets: np.ndarray  # [U + 1] clicks of user u are items[offsets[u]:offsets[u+1]]
     fingerprint: str
+    evaluated: np.ndarray | None = None  # a sample of eval_users to evaluate (None: all)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -53,8 +54,22 @@ class SplitData:
 
     @property
     def eval_users(self) -> np.ndarray:
-        """Users with 3+ clicks: they have a validation and a test target."""
+        """Users with 3+ clicks: they have a validation and a test target (or a sample of them)."""
+        if self.evaluated is not None:
+            return self.evaluated
         return np.flatnonzero(self.lengths >= 3)
+
+    def with_evaluation_sample(self, users: int, seed: int) -> SplitData:
+        """The same data, evaluated on `users` of its eval users drawn at random (all if fewer).
+
+        Full-catalog ranking costs users x items; at a million items and users a sample
+        of users gives the metrics at a known sampling error instead.
+        """
+        everyone = np.flatnonzero(self.lengths >= 3)
+        if users >= len(everyone):
+            return self
+        chosen = np.random.default_rng(seed).choice(everyone, size=users, replace=False)
+        return replace(self, evaluated=np.sort(chosen))
 
     @property
     def train_lengths(self) -> np.ndarray:
@@ -65,15 +80,27 @@ class SplitData:
     def num_items(self) -> int:
         return len(self.vocabulary)
 
-    def training_examples(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs [E, max_len], targets [E]): every training prefix -> its next click."""
+    @property
+    def num_training_examples(self) -> int:
+        return int(np.maximum(self.train_lengths - 1, 0).sum())
+
+    def example_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) [E]: example e predicts items[ends[e]] from items[starts[e]:ends[e]].
+
+        16 bytes per example, where `training_examples` holds 8 * (max_len + 1): the
+        compact form for logs larger than memory (windows cut per batch, `windows`).
+        """
         starts = self.offsets[:-1]
         per_user = np.maximum(self.train_lengths - 1, 0)
         owner = np.repeat(np.arange(len(starts)), per_user)
         # position (global) of each target: user start + 1 .. user start + train_len - 1
         within = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user)
-        ends = starts[owner] + 1 + within
-        return _windows(self.items, starts[owner], ends, max_len), self.items[ends]
+        return starts[owner], starts[owner] + 1 + within
+
+    def training_examples(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs [E, max_len], targets [E]): every training prefix -> its next click."""
+        starts, ends = self.example_bounds()
+        return windows(self.items, starts, ends, max_len), self.items[ends].astype(np.int64)
 
     def evaluation_set(self, split: Split, max_len: int) -> EvalSet:
         users = self.eval_users
@@ -84,20 +111,26 @@ class SplitData:
         history = self.items[np.repeat(starts - history_offsets[:-1], lengths) + np.arange(lengths.sum())]
         return EvalSet(
             users=users,
-            inputs=_windows(self.items, starts, ends, max_len),
-            targets=self.items[ends],
-            history=history,
+            inputs=windows(self.items, starts, ends, max_len),
+            targets=self.items[ends].astype(np.int64),
+            history=history.astype(np.int64),
             history_offsets=history_offsets,
         )
 
     def train_item_counts(self) -> np.ndarray:
-        """Clicks per item index in the training parts only ([M + 1], index 0 is 0)."""
-        starts = self.offsets[:-1]
-        lengths = self.train_lengths
-        positions = np.repeat(starts, lengths) + (
-            np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        )
-        counts = np.bincount(self.items[positions], minlength=self.num_items + 1)
+        """Clicks per item index in the training parts only ([M + 1], index 0 is 0).
+
+        All clicks minus the validation and test targets, counted a chunk at a time so
+        that a mapped log is not copied whole.
+        """
+        size = self.num_items + 1
+        counts = np.zeros(size, dtype=np.int64)
+        for start in range(0, len(self.items), 1 << 22):
+            counts += np.bincount(self.items[start : start + (1 << 22)], minlength=size)
+        held_out = np.flatnonzero(self.lengths >= 3)
+        ends = self.offsets[1:][held_out]
+        for back in (1, 2):
+            counts -= np.bincount(self.items[ends - back], minlength=size)
         counts[PADDING] = 0
         return counts
 
@@ -105,7 +138,7 @@ class SplitData:
         return [self.items[self.offsets[u] : self.offsets[u + 1]] for u in users]
 
 
-def _windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
+def windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
     """Left-padded windows items[max(start, end - max_len):end] as a [len(ends), max_len] matrix."""
     positions = ends[:, None] - max_len + np.arange(max_len)[None, :]
     valid = positions >= starts[:, None]
