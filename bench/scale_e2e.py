@@ -65,10 +65,15 @@ def measured(cmd: list[str], log: Path, limit: float, grace: float = 600.0) -> d
             "capped": capped}
 
 
-def train_child(args: list[str], progress: Path) -> None:
+def train_child(args: list[str], progress: Path, cap: int) -> None:
     """`sine train` in this process, with the epoch bar replaced by a probe that writes the
-    examples trained so far to `progress` (the bar is off without a terminal)."""
+    examples trained so far to `progress` (the bar is off without a terminal) and, past
+    `cap` examples (0: none), stops the epoch as Ctrl-C does: the run is written with the
+    weights so far, marked interrupted."""
     import trainer.fit
+
+    # a process started in the background inherits SIGINT ignored: restore Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     class Probe:
         def __init__(self, total: int, desc: str = "", **_: Any):
@@ -79,6 +84,9 @@ def train_child(args: list[str], progress: Path) -> None:
             self.n += n
             if time.perf_counter() - self.shown > 5:
                 self.write()
+            if cap and self.n >= cap:
+                self.write()
+                raise KeyboardInterrupt
 
         def write(self) -> None:
             self.shown = time.perf_counter()
@@ -158,6 +166,22 @@ def serve_stage(bundle: Path, seconds: float) -> dict[str, Any]:
             "peak_rss_mb": round(peak / 1024, 1), **load}
 
 
+def probe_summary(path: Path) -> dict[str, Any]:
+    """Throughput of a training run from samples of its CPU ticks and examples trained."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("progress")]
+    first, last = rows[0], rows[-1]
+    examples = last["progress"]["examples"] - first["progress"]["examples"]
+    cpu = (last["cpu_ticks"] - first["cpu_ticks"]) / os.sysconf("SC_CLK_TCK")
+    wall = last["t"] - first["t"]
+    return {"file": str(path), "examples": examples, "wall_seconds": wall, "cpu_seconds": round(cpu, 1),
+            "examples_per_second": round(examples / wall, 1),
+            "examples_per_cpu_second": round(examples / cpu, 1),
+            "epoch_examples": last["progress"]["total"],
+            "epoch_cpu_hours_projected": round(last["progress"]["total"] / (examples / cpu) / 3600, 2),
+            "load_average": [float(r["load"]) for r in (first, last)]}
+
+
 def du_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
 
@@ -175,10 +199,15 @@ def main() -> None:
     parser.add_argument("--train-args", default="--loss sampled --negatives 1024 --epochs 1 --dim 64 "
                         "--batch-size 1024 --threads 1 --eval-users 1000 --memory-budget 1G")
     parser.add_argument("--index-type", default="ivf")
+    parser.add_argument("--train-examples", type=int, default=0,
+                        help="stop the epoch after this many examples (0: the whole epoch)")
+    parser.add_argument("--epoch-probe", type=Path, default=None,
+                        help="JSON lines (t, cpu_ticks, progress) sampled from a longer training run "
+                        "on the same data: its throughput is reported as well")
     parser.add_argument("--train-child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_child is not None:
-        train_child(args.train_child[1:], Path(args.train_child[0]))
+        train_child(args.train_child[1:], Path(args.train_child[0]), args.train_examples)
         return
 
     work = args.work
@@ -209,7 +238,8 @@ def main() -> None:
 
     run, progress = work / "run", work / "train-progress.json"
     limit = seconds_left(args.deadline) - args.reserve
-    train = measured([PYTHON, str(Path(__file__).resolve()), "--train-child", str(progress), "-d", str(data),
+    train = measured([PYTHON, str(Path(__file__).resolve()), "--train-examples", str(args.train_examples),
+                      "--train-child", str(progress), "-d", str(data),
                       "-o", str(run), *args.train_args.split()], log_dir / "train.log", limit)
     if progress.exists():
         seen = json.loads(progress.read_text())
@@ -226,6 +256,8 @@ def main() -> None:
         train["test"] = metrics["test"]
         train["interrupted"] = metrics["interrupted"]
     report["stages"]["train"] = train
+    if args.epoch_probe is not None and args.epoch_probe.exists():
+        report["epoch_probe"] = probe_summary(args.epoch_probe)
     save()
     if not (run / "metrics.json").exists():
         return
@@ -290,6 +322,15 @@ def markdown(report: dict[str, Any]) -> str:
                   f"RSS after load {s['rss_after_load_mb']} MB (peak {s['peak_rss_mb']} MB), "
                   f"**{s['requests_per_second']} requests/s**, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
                   f"{s['errors']} errors."]
+    probe = report.get("epoch_probe")
+    if probe:
+        lines += ["", f"Training throughput, sampled over {probe['wall_seconds']} s of a longer run on the same "
+                  f"data and settings (stopped by hand: a whole epoch does not fit this session): "
+                  f"{probe['examples']:,} examples in {probe['cpu_seconds']} CPU s = "
+                  f"**{probe['examples_per_cpu_second']:,} examples per CPU second** "
+                  f"({probe['examples_per_second']} per wall second at load {probe['load_average']}); "
+                  f"one epoch of {probe['epoch_examples']:,} examples projects to "
+                  f"**{probe['epoch_cpu_hours_projected']} CPU hours** on one thread."]
     train = stages.get("train", {})
     if "test" in train:
         lines += ["", f"Test metrics after {'an interrupted ' if train.get('interrupted') else ''}1 epoch "

@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, default=Path("/tmp/sine-scale/log"),
                         help="the 10M-click log of bench/scale_e2e.py, if already generated")
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--append", action="store_true",
+                        help="add the runs to bench/results/stream_memory.json instead of replacing it")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "LOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -133,6 +135,8 @@ def main() -> None:
 
     report: dict[str, Any] = {"budget": args.budget, "items": args.items, "runs": [],
                               "load_average_start": os.getloadavg()}
+    if args.append and (RESULTS / "stream_memory.json").exists():
+        report = json.loads((RESULTS / "stream_memory.json").read_text())
     for clicks in args.sizes:
         log = ensure_log(clicks, args.items, args.work, args.reuse)
         for mode in args.modes:

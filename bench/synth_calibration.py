@@ -42,6 +42,7 @@ def zipf_slope(counts: np.ndarray) -> float:
 
 
 def log_stats(frame) -> dict[str, Any]:
+    """Size, slope and lengths of a frame with user_id and item_id (read unsorted: cheap)."""
     from sine.data.logs import ITEM, USER
 
     counts = frame[ITEM].value_counts().to_numpy()
@@ -64,14 +65,19 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", type=Path, default=DATA / "video.csv.gz")
     parser.add_argument("--clusters", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--stay", type=float, default=None, help="the generator's stay (default: its own)")
+    parser.add_argument("--max-interests", type=int, default=None)
+    parser.add_argument("--tag", default="", help="a variant of the synthetic log, added to the "
+                        "existing results (the real run is reused from --work)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sine-calibration")
     args = parser.parse_args()
 
+    import pandas as pd
     import torch
 
     from sine.data.industrial import IndustrialSpec, write_parquet_dataset
-    from sine.data.logs import read_log
+    from sine.data.logs import ITEM, USER, read_log
     from sine.neighbours import neighbour_profile
     from trainer.config import TrainConfig
     from trainer.run import train_run
@@ -82,32 +88,40 @@ def main() -> None:
                               "slopes": {}}
     for path in sorted(DATA.glob("*.csv.gz")):
         if ".items." not in path.name:
-            report["slopes"][path.name] = log_stats(read_log(path))
+            report["slopes"][path.name] = log_stats(pd.read_csv(path, dtype=str, usecols=[USER, ITEM]))
     real = report["slopes"].get(args.real.name) or log_stats(read_log(args.real))
+    overrides = {k: v for k, v in (("stay", args.stay), ("max_interests", args.max_interests)) if v is not None}
     spec = IndustrialSpec(num_items=real["items"], num_clicks=real["clicks"], num_clusters=args.clusters,
-                          mean_sessions=2.0, mean_session_length=real["mean_user_length"] / 2.0, seed=0)
-    synthetic = args.work / "synthetic"
+                          mean_sessions=2.0, mean_session_length=real["mean_user_length"] / 2.0, seed=0,
+                          **overrides)
+    name = f"synthetic-{args.tag}" if args.tag else "synthetic"
+    if args.tag and (RESULTS / "synth_calibration.json").exists():
+        report = {**json.loads((RESULTS / "synth_calibration.json").read_text()),
+                  "slopes": report["slopes"]}
+    synthetic = args.work / name
     if not (synthetic / ".complete").exists():
         write_parquet_dataset(spec, synthetic, progress=False)
         (synthetic / ".complete").write_text("")
-    report["synthetic_spec"] = {k: getattr(spec, k) for k in spec.__dataclass_fields__}
-    report["synthetic_stats"] = log_stats(read_log(synthetic))
+    report.setdefault("synthetic_specs", {})[name] = {k: getattr(spec, k) for k in spec.__dataclass_fields__}
+    report.setdefault("synthetic_stats", {})[name] = log_stats(pd.read_parquet(synthetic,
+                                                                               columns=[USER, ITEM]))
 
     config = dict(model="sine", dim=64, epochs=args.epochs, loss="sampled", negatives=1024, batch_size=256,
                   threads=1, eval_users=2000, seed=0)
     report["train_config"] = config
-    report["profiles"], report["train"] = {}, {}
-    for name, source in (("real", args.real), ("synthetic", synthetic)):
-        run = args.work / f"run-{name}"
+    report.setdefault("profiles", {})
+    report.setdefault("train", {})
+    for label, source in (("real", args.real), (name, synthetic)):
+        run = args.work / f"run-{label}"
         if not (run / "metrics.json").exists():
             started = time.perf_counter()
             metrics = train_run(source, run, TrainConfig(**config))
-            report["train"][name] = {"seconds": round(time.perf_counter() - started, 1),
+            report["train"][label] = {"seconds": round(time.perf_counter() - started, 1),
                                      "test": metrics["test"], "epochs": metrics["epochs"]}
         else:
-            report["train"][name] = {"test": json.loads((run / "metrics.json").read_text())["test"]}
+            report["train"][label] = {"test": json.loads((run / "metrics.json").read_text())["test"]}
         table = item_table(run)
-        report["profiles"][name] = {metric: neighbour_profile(table, queries=2000, metric=metric)
+        report["profiles"][label] = {metric: neighbour_profile(table, queries=2000, metric=metric)
                                     for metric in ("cosine", "ip")}
         write(report)
     plot(report, RESULTS / "synth_calibration.png")
@@ -122,7 +136,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     quantiles = ["p10", "p25", "p50", "p75", "p90"]
-    for name, style in (("real", "-o"), ("synthetic", "--s")):
+    for name, style in zip(report["profiles"], ("-o", "--s", ":^", "-.v"), strict=False):
         prof = report["profiles"].get(name, {}).get("cosine")
         if prof is None:
             continue
@@ -154,8 +168,8 @@ def write(report: dict[str, Any]) -> None:
              "| log | clicks | items | users | slope | top item share | mean user length |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     rows = dict(report["slopes"])
-    if "synthetic_stats" in report:
-        rows["synthetic (video-sized)"] = report["synthetic_stats"]
+    for name, stats in report.get("synthetic_stats", {}).items():
+        rows[f"{name} (video-sized)"] = stats
     for name, s in rows.items():
         lines.append(f"| {name} | {s['clicks']:,} | {s['items']:,} | {s['users']:,} | {s['zipf_slope']} | "
                      f"{s['top_item_share']} | {s['mean_user_length']} |")
@@ -177,6 +191,8 @@ def write(report: dict[str, Any]) -> None:
                              f"{k['50']['p50']:.3f} | {g['10']['p50']:.3f} | {g['50']['p50']:.3f} | "
                              f"{rc['p50']:.3f} ({rc['p10']:.3f}-{rc['p90']:.3f}) | "
                              f"{report['train'][name]['test']['hr@50']:.4f} |")
+        for name, spec in report.get("synthetic_specs", {}).items():
+            lines.append(f"\n{name}: " + ", ".join(f"{k}={v}" for k, v in spec.items()))
         lines += ["", "![profiles](synth_calibration.png)"]
     (RESULTS / "synth_calibration.md").write_text("\n".join(lines) + "\n")
 

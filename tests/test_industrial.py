@@ -71,3 +71,20 @@ def test_parquet_dataset_is_a_readable_partitioned_log(tmp_path):
     item = frame[ITEM].str[1:].astype(int).to_numpy()
     assert np.array_equal(("c" + pd.Series(catalog(spec).cluster[item]).astype(str)).to_numpy(),
                           frame["category"].to_numpy())
+
+
+def test_sine_synth_industrial_writes_a_dataset_and_refuses_a_used_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    runner = CliRunner()
+    args = ["synth", "--shape", "industrial", "--items", "300", "--groups", "6", "--clicks", "2000",
+            "--out", str(tmp_path / "log")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert len(read_log(tmp_path / "log")) == 2000
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "not empty" in again.stderr
+    bad = runner.invoke(app, ["synth", "--shape", "huge", "--out", str(tmp_path / "x.csv")])
+    assert bad.exit_code == 2 and "--shape must be demo or industrial" in bad.stderr

@@ -158,18 +158,21 @@ def _user_chunk(spec: IndustrialSpec, cat: Catalog, first_user: int, users: int,
     clusters = interests[owner, slot]
     items = cat.sample(clusters, rng)
 
-    # time: each user starts at a random point; sessions and clicks follow exponential gaps
-    first_session = np.r_[0, np.cumsum(sessions)[:-1]]
-    session_gap = rng.exponential(spec.session_gap_s, size=n_sessions)
-    session_gap[first_session] = rng.uniform(0, spec.days * DAY_SECONDS, size=users)
-    user_clock = np.cumsum(session_gap)
-    user_base = np.repeat(user_clock[first_session] - session_gap[first_session], sessions)
-    session_start = user_clock - user_base
+    # time: each user starts at a random point; a session starts an exponential gap after
+    # the previous one ended, and its clicks follow each other by exponential gaps
     click_gap = rng.exponential(spec.click_gap_s, size=len(click_session))
     first_click = np.r_[0, np.cumsum(session_len)[:-1]]
     click_gap[first_click] = 0.0
     within = np.cumsum(click_gap)
     within -= np.repeat(within[first_click], session_len)
+    duration = within[first_click + session_len - 1]
+    first_session = np.r_[0, np.cumsum(sessions)[:-1]]
+    session_gap = rng.exponential(spec.session_gap_s, size=n_sessions)
+    session_gap[1:] += duration[:-1]  # after the previous session's last click
+    session_gap[first_session] = rng.uniform(0, spec.days * DAY_SECONDS, size=users)
+    user_clock = np.cumsum(session_gap)
+    user_base = np.repeat(user_clock[first_session] - session_gap[first_session], sessions)
+    session_start = user_clock - user_base
     times = START + session_start[click_session] + within
     return {"user": first_user + owner, "item": items, "cluster": cat.cluster[items],
             "time": np.floor(times).astype(np.int64)}
