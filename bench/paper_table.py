@@ -146,8 +146,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     excluded = []
     for record in latest.values():
         if not record.get("complete"):
-            excluded.append({"key": record["key"], "status": record["status"],
-                             "epochs": record.get("epochs"), "error": record.get("error")})
+            excluded.append({k: record.get(k) for k in ("key", "status", "epochs", "best_epoch",
+                                                         "error", "test", "test_history_kept")})
     for dataset in datasets:
         for model in models:
             done = [r for r in latest.values()
@@ -212,11 +212,19 @@ def markdown(summary: dict[str, Any]) -> str:
                 lines.append(f"| {dataset} | {model} | {cell['n']} | "
                              f"{','.join(map(str, cell['seeds']))} | {cell['epochs']:.0f} "
                              f"({cell['best_epoch']:.0f}) | {cell['wall_seconds']:.0f} |")
-    lines += ["", "### Runs not averaged in", ""]
+    lines += ["", "### Runs not averaged in", "",
+              "Their figures (best epoch before the stop) are shown for what they are: runs that "
+              "early stopping had not ended, so not comparable with the complete ones above.", ""]
     if summary["excluded"]:
-        lines += [f"- {e['key']}: {e['status']}"
-                  + (f" after {e['epochs']} epochs" if e.get("epochs") else "")
-                  + (f" ({e['error']})" if e.get("error") else "") for e in summary["excluded"]]
+        lines += ["| run | status | epochs (best) | test HR@50 | test NDCG@50 | history kept HR@50 |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for e in summary["excluded"]:
+            test, kept = e.get("test"), e.get("test_history_kept")
+            figures = (f"{test['hr@50']:.4f} | {test['ndcg@50']:.4f} | {kept['hr@50']:.4f}"
+                       if test and kept else "- | - | -")
+            epochs = f"{e['epochs']} ({e['best_epoch']})" if e.get("epochs") is not None else "-"
+            status = e["status"] + (f": {e['error']}" if e.get("error") else "")
+            lines.append(f"| {e['key']} | {status} | {epochs} | {figures} |")
     else:
         lines.append("none")
     return "\n".join(lines) + "\n"
@@ -234,7 +242,7 @@ def figure(summary: dict[str, Any], path: Path) -> None:
     if not datasets:
         return
     fig, axes = plt.subplots(len(PROTOCOLS), len(datasets), squeeze=False,
-                             figsize=(4.2 * len(datasets), 3.4 * len(PROTOCOLS)))
+                             figsize=(max(4.2 * len(datasets), 6.5), 3.4 * len(PROTOCOLS)))
     width = 0.8 / max(len(models), 1)
     colors = plt.get_cmap("tab10")
     for row, (protocol, title) in enumerate((("test", "history removed"),
@@ -255,8 +263,8 @@ def figure(summary: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{dataset}: test, {title}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
             ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle("bench/paper_table.py: mean ± sd over complete seeds (hatched: n=1)",
-                 fontsize=10)
+    fig.suptitle("bench/paper_table.py: mean ± sd over complete seeds (hatched: n=1);\n"
+                 "capped runs are not drawn", fontsize=9)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
