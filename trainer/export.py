@@ -218,7 +218,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
     if run.encoder is None:
         raise SineError(
             f"{run_dir}: the {run.config.model} baseline has no user encoder to export; "
-            "train --model sine or sasrec"
+            "train a neural model (--model sine, sasrec, gru4rec or caser)"
         )
     encoder = run.encoder.cpu().eval()
     queries = run.sample_queries

@@ -7,6 +7,8 @@ from typing import Any
 
 from trainer.config import TrainConfig
 from trainer.models.base import EncoderOutput, SequenceEncoder
+from trainer.models.caser import Caser, CaserConfig
+from trainer.models.gru4rec import GRU4Rec, GRU4RecConfig
 from trainer.models.pop import MostPopular
 from trainer.models.sasrec import SASRec, SASRecConfig
 from trainer.models.sine import SINE, SINEConfig
@@ -14,6 +16,8 @@ from trainer.models.sine import SINE, SINEConfig
 ENCODERS: dict[str, tuple[type[SequenceEncoder], type]] = {
     "sine": (SINE, SINEConfig),
     "sasrec": (SASRec, SASRecConfig),
+    "gru4rec": (GRU4Rec, GRU4RecConfig),
+    "caser": (Caser, CaserConfig),
 }
 
 
@@ -33,6 +37,17 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
             heads=config.heads, inner_dim=config.inner_dim, dropout=config.embedding_dropout,
             attention_dropout=config.attention_dropout,
         )
+    elif config.model == "gru4rec":
+        cfg = GRU4RecConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, hidden=config.gru_hidden,
+            layers=config.gru_layers, dropout=config.embedding_dropout,
+        )
+    elif config.model == "caser":
+        cfg = CaserConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len,
+            horizontal=config.caser_horizontal, vertical=config.caser_vertical,
+            dropout=config.embedding_dropout, tied=config.tied_embeddings,
+        )
     else:
         raise ValueError(f"{config.model} is not a neural encoder")
     return asdict(cfg)
@@ -47,7 +62,9 @@ def build_encoder(name: str, arch: dict[str, Any]) -> SequenceEncoder:
 __all__ = [
     "ENCODERS",
     "SINE",
+    "Caser",
     "EncoderOutput",
+    "GRU4Rec",
     "MostPopular",
     "SASRec",
     "SequenceEncoder",
