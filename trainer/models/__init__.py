@@ -7,6 +7,8 @@ from typing import Any
 
 from trainer.config import TrainConfig
 from trainer.models.base import EncoderOutput, SequenceEncoder
+from trainer.models.mcprn import MCPRN, MCPRNConfig
+from trainer.models.mind import MIND, MINDConfig
 from trainer.models.pop import MostPopular
 from trainer.models.sasrec import SASRec, SASRecConfig
 from trainer.models.sine import SINE, SINEConfig
@@ -14,6 +16,8 @@ from trainer.models.sine import SINE, SINEConfig
 ENCODERS: dict[str, tuple[type[SequenceEncoder], type]] = {
     "sine": (SINE, SINEConfig),
     "sasrec": (SASRec, SASRecConfig),
+    "mind": (MIND, MINDConfig),
+    "mcprn": (MCPRN, MCPRNConfig),
 }
 
 
@@ -33,6 +37,19 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
             heads=config.heads, inner_dim=config.inner_dim, dropout=config.embedding_dropout,
             attention_dropout=config.attention_dropout,
         )
+    elif config.model == "mind":
+        cfg = MINDConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, interests=config.interests,
+            routing_iterations=config.routing_iterations,
+            dynamic_interests=config.dynamic_interests, attention_power=config.attention_power,
+            dropout=config.embedding_dropout, tied=config.tied_embeddings,
+        )
+    elif config.model == "mcprn":
+        cfg = MCPRNConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, interests=config.interests,
+            purpose_tau=config.purpose_tau, dropout=config.embedding_dropout,
+            tied=config.tied_embeddings,
+        )
     else:
         raise ValueError(f"{config.model} is not a neural encoder")
     return asdict(cfg)
@@ -46,6 +63,8 @@ def build_encoder(name: str, arch: dict[str, Any]) -> SequenceEncoder:
 
 __all__ = [
     "ENCODERS",
+    "MCPRN",
+    "MIND",
     "SINE",
     "EncoderOutput",
     "MostPopular",
