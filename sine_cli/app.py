@@ -245,7 +245,7 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
 @app.command("export", no_args_is_help=True)
 @user_errors
 def export(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `sine train` (sine or sasrec)."),
+    run_dir: Path = typer.Argument(..., help="Run directory written by `sine train` (a neural model, not pop)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write (atomically)."),
     attributes: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--attributes", help="Item attribute file (CSV/Parquet: item_id plus attribute columns); "

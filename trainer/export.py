@@ -67,7 +67,8 @@ MULTI_INTEREST = (SINE, MIND, MCPRN)
 DEFAULT_RETRIEVAL = {"mind": "interests"}
 """Bundle-level default retrieval where the aggregate user vector is not the model's own
 inference: MIND serves its K vectors (trainer/models/mind.py); the manifest's
-``serving.default_retrieval`` tells the service. Absent: "aggregate"."""
+``default_retrieval`` tells the service (`service.interests.default_retrieval`). Absent:
+"aggregate"."""
 
 
 class ExportedEncoder(nn.Module):
@@ -224,7 +225,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
     if run.encoder is None:
         raise SineError(
             f"{run_dir}: the {run.config.model} baseline has no user encoder to export; "
-            "train --model sine or sasrec"
+            "train --model sine, sasrec, mind or mcprn"
         )
     encoder = run.encoder.cpu().eval()
     queries = run.sample_queries
@@ -256,7 +257,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
         metrics=metrics,
         extra={"run": {"path": str(Path(run_dir).resolve()), "seed": run.config.seed,
                        "best_epoch": run.metrics.get("best_epoch")},
-               "training": run.config.to_dict(), **serving_section(run.config.model), **(extra or {})},
+               "training": run.config.to_dict(), **retrieval_section(run.config.model), **(extra or {})},
         **concept_pool(encoder),
         attributes=aligned,
     )
@@ -266,10 +267,10 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
 
 
 
-def serving_section(model: str) -> dict[str, Any]:
-    """The manifest's ``serving`` key: a default retrieval other than "aggregate", if any."""
+def retrieval_section(model: str) -> dict[str, Any]:
+    """The manifest's ``default_retrieval``, for a model whose default is not "aggregate"."""
     default = DEFAULT_RETRIEVAL.get(model)
-    return {"serving": {"default_retrieval": default}} if default else {}
+    return {"default_retrieval": default} if default else {}
 
 
 def run_attributes(run_dir: str | Path, items: list[str],

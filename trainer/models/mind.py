@@ -148,7 +148,7 @@ class MIND(SequenceEncoder):
         SX = self.bilinear(X)  # S e_i, [B, S, D]
         # Algorithm 1, line 2: initial logits (fresh in training, the fixed draw otherwise)
         if self.training:
-            b = torch.randn(B, S, K, device=clicks.device) * ROUTING_SIGMA
+            b = torch.randn(B, S, K, device=clicks.device, dtype=SX.dtype) * ROUTING_SIGMA
         else:
             b = self.routing_init[recency_positions(S, clicks.device)].expand(B, S, K)
         closed = ~active.unsqueeze(1)  # [B, 1, K] slots beyond K'_u
