@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,17 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any]) -> None:
-    """Run `jobs`, at most args.jobs at a time, until done or past the deadline."""
+def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any],
+             on_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """Run `jobs`, at most args.jobs at a time, until done or past the deadline.
+
+    `on_record` may complete each record before it is written (bench/paper_table.py adds
+    its own fields there).
+    """
     from tqdm import tqdm
+
+    def write(record: dict[str, Any]) -> None:
+        append_jsonl(args.out, on_record(record) if on_record else record)
 
     context = mp.get_context("spawn")  # no inherited torch/CUDA state in the children
     scratch = Path(tempfile.mkdtemp(prefix="sine-variants-"))
@@ -210,14 +219,14 @@ def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any]) ->
                 r.process.join()
                 running.remove(r)
                 record = finish_record(r, time.monotonic())
-                append_jsonl(args.out, record)
+                write(record)
                 bar.update(1)
                 bar.write(summary_line(record))
             if stopping:
                 for job in pending:
-                    append_jsonl(args.out, {"key": job.key, "dataset": job.dataset,
-                                            "variant": job.variant, "seed": job.seed,
-                                            "status": "not_started"})
+                    write({"key": job.key, "dataset": job.dataset, "variant": job.variant,
+                           "seed": job.seed, "settings": {**base, **job.settings},
+                           "status": "not_started"})
                     bar.update(1)
                 pending = []
             too_late = deadline - time.monotonic() < args.min_start_s
@@ -242,7 +251,7 @@ def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any]) ->
                 r.process.kill()
                 r.killed = True
                 r.process.join()
-            append_jsonl(args.out, finish_record(r, time.monotonic()))
+            write(finish_record(r, time.monotonic()))
     finally:
         bar.close()
 

@@ -16,10 +16,12 @@ from typing import Any
 
 from sine.errors import SineError
 
-MODELS = ("sine", "sasrec", "pop", "mind", "mcprn")
+MODELS = ("sine", "sasrec", "pop", "gru4rec", "caser", "mind", "mcprn")
 LOSSES = ("auto", "full", "sampled")
 PRECISIONS = ("auto", "fp32", "bf16")
 AGGREGATIONS = ("cosine", "dot")
+DEFAULT_DROPOUT = {"sasrec": 0.5, "gru4rec": 0.3, "caser": 0.4}
+"""`dropout` when not set: RecBole 1.2.1's default of each model (SINE: none)."""
 FULL_SOFTMAX_MAX_ITEMS = 50_000
 """`loss=auto` uses the full softmax up to this many items, the sampled one above."""
 
@@ -30,7 +32,8 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
 
 @dataclass
 class TrainConfig:
-    model: str = _f("sine", "Model to train: sine, sasrec, mind, mcprn or pop (most popular).", MODELS)
+    model: str = _f("sine", "Model to train: sine, sasrec, pop (most popular), gru4rec, caser, mind "
+                    "or mcprn.", MODELS)
     dim: int = _f(128, "Embedding size D.")
     max_len: int = _f(20, "Clicks the model sees: the last n of a sequence.")
     # SINE (paper section 3)
@@ -48,7 +51,8 @@ class TrainConfig:
     )
     reg_weight: float = _f(0.5, "SINE: weight lambda of the covariance regulariser (eq. 11).")
     tied_embeddings: bool = _f(
-        True, "SINE: score items against the input embedding table (H of eq. 9 = input table)."
+        True, "SINE, Caser: score items against the input embedding table (H of eq. 9 = input "
+        "table; Caser: W' of its eq. 8 = input table)."
     )
     # MIND (Li et al., CIKM 2019) and MCPRN (Wang et al., IJCAI 2019); K is --interests
     routing_iterations: int = _f(3, "MIND: iterations r of the B2I dynamic routing (Algorithm 1).")
@@ -62,8 +66,14 @@ class TrainConfig:
     heads: int = _f(2, "SASRec: attention heads per block.")
     inner_dim: int = _f(256, "SASRec: hidden size of the feed-forward layer.")
     attention_dropout: float = _f(0.5, "SASRec: dropout on attention weights.")
+    # GRU4Rec and Caser (RecBole 1.2.1's defaults)
+    gru_hidden: int = _f(128, "GRU4Rec: hidden size of the GRU.")
+    gru_layers: int = _f(1, "GRU4Rec: stacked GRU layers.")
+    caser_horizontal: int = _f(16, "Caser: horizontal filters per height 1..n (n_h).")
+    caser_vertical: int = _f(4, "Caser: vertical filters (n_v).")
     dropout: float | None = _f(
-        None, "Dropout on embeddings (and SASRec block outputs); default 0 for sine, 0.5 for sasrec."
+        None, "Dropout on embeddings (SASRec: and block outputs; Caser: on the convolution "
+        "outputs instead); default 0 for sine, 0.5 sasrec, 0.3 gru4rec, 0.4 caser."
     )
     # optimisation
     loss: str = _f(
@@ -112,7 +122,8 @@ class TrainConfig:
                     f"not {getattr(self, f.name)!r}"
                 )
         positive = ("dim", "max_len", "interests", "prototypes", "batch_size", "epochs",
-                    "negatives", "layers", "heads", "inner_dim", "decline_epochs")
+                    "negatives", "layers", "heads", "inner_dim", "decline_epochs",
+                    "gru_hidden", "gru_layers", "caser_horizontal", "caser_vertical")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SineError(f"--{name.replace('_', '-')} must be at least 1")
@@ -138,7 +149,7 @@ class TrainConfig:
     def embedding_dropout(self) -> float:
         if self.dropout is not None:
             return self.dropout
-        return 0.5 if self.model == "sasrec" else 0.0
+        return DEFAULT_DROPOUT.get(self.model, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -225,7 +225,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
     if run.encoder is None:
         raise SineError(
             f"{run_dir}: the {run.config.model} baseline has no user encoder to export; "
-            "train --model sine, sasrec, mind or mcprn"
+            "train a neural model (--model sine, sasrec, gru4rec, caser, mind or mcprn)"
         )
     encoder = run.encoder.cpu().eval()
     queries = run.sample_queries

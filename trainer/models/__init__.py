@@ -7,6 +7,8 @@ from typing import Any
 
 from trainer.config import TrainConfig
 from trainer.models.base import EncoderOutput, SequenceEncoder
+from trainer.models.caser import Caser, CaserConfig
+from trainer.models.gru4rec import GRU4Rec, GRU4RecConfig
 from trainer.models.mcprn import MCPRN, MCPRNConfig
 from trainer.models.mind import MIND, MINDConfig
 from trainer.models.pop import MostPopular
@@ -16,6 +18,8 @@ from trainer.models.sine import SINE, SINEConfig
 ENCODERS: dict[str, tuple[type[SequenceEncoder], type]] = {
     "sine": (SINE, SINEConfig),
     "sasrec": (SASRec, SASRecConfig),
+    "gru4rec": (GRU4Rec, GRU4RecConfig),
+    "caser": (Caser, CaserConfig),
     "mind": (MIND, MINDConfig),
     "mcprn": (MCPRN, MCPRNConfig),
 }
@@ -36,6 +40,17 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
             num_items=num_items, dim=config.dim, max_len=config.max_len, layers=config.layers,
             heads=config.heads, inner_dim=config.inner_dim, dropout=config.embedding_dropout,
             attention_dropout=config.attention_dropout,
+        )
+    elif config.model == "gru4rec":
+        cfg = GRU4RecConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, hidden=config.gru_hidden,
+            layers=config.gru_layers, dropout=config.embedding_dropout,
+        )
+    elif config.model == "caser":
+        cfg = CaserConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len,
+            horizontal=config.caser_horizontal, vertical=config.caser_vertical,
+            dropout=config.embedding_dropout, tied=config.tied_embeddings,
         )
     elif config.model == "mind":
         cfg = MINDConfig(
@@ -66,7 +81,9 @@ __all__ = [
     "MCPRN",
     "MIND",
     "SINE",
+    "Caser",
     "EncoderOutput",
+    "GRU4Rec",
     "MostPopular",
     "SASRec",
     "SequenceEncoder",

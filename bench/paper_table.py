@@ -1,0 +1,349 @@
+"""The paper's Table 1 on our data: models x datasets x {HR, NDCG}@{20, 50}, several seeds.
+
+    .venv/bin/python bench/paper_table.py --datasets ml-100k \\
+        --models pop gru4rec caser sasrec sine --seeds 0 1 2 --jobs 2 --threads 1
+    .venv/bin/python bench/paper_table.py --summary-only      # redraw md + png from the JSONL
+
+Rows are models, columns datasets x {HR@20, HR@50, NDCG@20, NDCG@50}, as in Tan et al.
+(WSDM 2021) Table 1, once per ranking protocol (../shared/EVALUATION.md): the paper's
+(the user's history removed from the ranking) and RecBole's (history kept). Cells are the
+mean +- sample standard deviation over the seeds whose run completed; a cell from a
+single seed says "n=1" and shows no spread.
+
+Every (dataset, model, seed) is one training run in its own process (the machinery of
+bench/sine_variants.py: `--jobs` at a time, `--threads` torch threads each). Settings are
+bench/accuracy.py's: D = 64, n = 20, full softmax over all items (fp32 products), batch
+256, Adam 1e-3, early stopping on validation NDCG@10 (`--patience`, at most `--epochs`);
+SINE with K = 4, L = 500. `--set KEY=VALUE` changes a setting for every run.
+
+A model is any name `sine train --model` accepts, or NAME:key=value,... for a variant
+(`sine-k8:model=sine,interests=8`; `model=` may be left out when NAME is registered).
+
+Capped runs are never averaged in: a run still going at `--deadline-s` (counted from the
+start) or past `--run-cap-s` gets SIGINT, stops at its best epoch so far and is recorded
+as capped; so is a run that used all `--epochs` while its validation score was still
+improving within the last `--patience` epochs (early stopping never decided it).
+
+JSONL schema (bench/results/paper_table.jsonl, one line per run as it ends; a later line
+for the same key supersedes an earlier one; a second invocation skips the keys whose
+latest line is complete and reruns the others):
+
+    schema             1
+    key                "DATASET/MODEL/seedS"
+    dataset, model     the dataset name and the model name as given to --models
+    seed               int
+    settings           every TrainConfig key set for the run (model included)
+    status             "finished" | "capped" | "deadline" | "interrupted" | "capped (max
+                       epochs)" | "not_started" | "failed" (and "... (killed)")
+    complete           true only for "finished": the only runs in means
+    capped             true when the run was stopped or never started (not failed)
+    valid, test, test_history_kept
+                       {"hr@10", "hr@20", "hr@50", "ndcg@10", "ndcg@20", "ndcg@50"}
+                       (absent when the run produced no model); "test" is the paper's
+                       protocol (history removed), "test_history_kept" RecBole's
+    epochs, best_epoch, train_seconds, examples_per_second, wall_seconds, threads,
+    device, torch, commit, history (per-epoch validation), error (failed runs only)
+    finished_at        UTC time the line was written (ISO 8601)
+    load_average       the machine's 1-minute load average then
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from sine_variants import (  # noqa: E402
+    FINISHED,
+    PROTOCOLS,
+    Job,
+    read_jsonl,
+    run_grid,
+)
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DATASETS = ("beauty", "toys", "video", "ml-100k")
+BASE = {"dim": 64, "batch_size": 256, "max_len": 20, "loss": "full", "precision": "fp32"}
+"""Every run's settings (bench/accuracy.py's) before --set and the model's own."""
+METRICS = ("hr@20", "hr@50", "ndcg@20", "ndcg@50")
+MODEL_ORDER = ("pop", "gru4rec", "caser", "sasrec", "mind", "mcprn", "sine")
+"""Table 1's row order (single-embedding models, then multi-interest ones); others follow."""
+SCHEMA = 1
+HEADER = "# The paper's Table 1 on our data (bench/paper_table.py)"
+
+log = logging.getLogger("sine.bench")
+
+
+def parse_model(spec: str) -> tuple[str, dict[str, Any]]:
+    """A registered model name, or NAME:key=value,key=value."""
+    from trainer.config import MODELS
+
+    name, _, rest = spec.partition(":")
+    settings: dict[str, Any] = {"model": name} if name in MODELS else {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        settings[key] = parse_value(value)
+    if settings.get("model") not in MODELS:
+        raise SystemExit(f"unknown model {spec!r}: one of {', '.join(MODELS)}, "
+                         "or NAME:model=MODEL,key=value")
+    return name, settings
+
+
+def parse_value(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def decorate(record: dict[str, Any], epochs: int, patience: int) -> dict[str, Any]:
+    """Add the schema's fields to a record of bench/sine_variants.py's worker."""
+    record = {"schema": SCHEMA, **record}
+    record["model"] = record.pop("variant", record.get("model"))
+    settings = record.get("settings", {})
+    max_epochs = settings.get("epochs", epochs)
+    still_improving = record.get("best_epoch", 0) > record.get("epochs", 0) - settings.get(
+        "patience", patience)
+    if (record.get("status") == FINISHED and settings.get("model") != "pop"
+            and record.get("epochs", 0) >= max_epochs and still_improving):
+        record["status"] = "capped (max epochs)"
+    record["complete"] = record.get("status") == FINISHED
+    record["capped"] = not record["complete"] and record.get("status") != "failed"
+    record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    record["load_average"] = round(os.getloadavg()[0], 2)
+    return record
+
+
+def latest_runs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest[record["key"]] = record
+    return latest
+
+
+def model_rank(name: str) -> tuple[int, str]:
+    base = name.split(":")[0]
+    return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), name)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per dataset and model: mean and spread of each metric over the complete runs."""
+    latest = latest_runs(records)
+    datasets = sorted({r["dataset"] for r in latest.values()},
+                      key=lambda d: (DATASETS.index(d) if d in DATASETS else len(DATASETS), d))
+    models = sorted({r["model"] for r in latest.values()}, key=model_rank)
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    excluded = []
+    for record in latest.values():
+        if not record.get("complete"):
+            excluded.append({k: record.get(k) for k in ("key", "status", "epochs", "best_epoch",
+                                                         "error", "test", "test_history_kept")})
+    for dataset in datasets:
+        for model in models:
+            done = [r for r in latest.values()
+                    if r["dataset"] == dataset and r["model"] == model and r.get("complete")]
+            if not done:
+                continue
+            cell: dict[str, Any] = {"n": len(done), "seeds": sorted(r["seed"] for r in done)}
+            for protocol in PROTOCOLS:
+                cell[protocol] = {}
+                for metric in METRICS:
+                    values = [r[protocol][metric] for r in done]
+                    cell[protocol][metric] = {
+                        "mean": statistics.mean(values),
+                        "sd": statistics.stdev(values) if len(values) > 1 else None}
+            cell["epochs"] = statistics.mean(r["epochs"] for r in done)
+            cell["best_epoch"] = statistics.mean(r["best_epoch"] for r in done)
+            cell["wall_seconds"] = statistics.mean(r.get("wall_seconds", 0) for r in done)
+            cells.setdefault(dataset, {})[model] = cell
+    return {"datasets": datasets, "models": models, "cells": cells,
+            "excluded": sorted(excluded, key=lambda e: e["key"]),
+            "runs": len(latest), "complete": sum(bool(r.get("complete")) for r in latest.values())}
+
+
+def fmt(value: dict[str, Any] | None) -> str:
+    if value is None:
+        return "-"
+    if value["sd"] is None:
+        return f"{value['mean']:.4f}"
+    return f"{value['mean']:.4f} ± {value['sd']:.4f}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = [HEADER, "",
+             f"{summary['complete']} of {summary['runs']} recorded runs complete. Cells: mean ± "
+             "sample standard deviation over the complete seeds; `n` is how many (n=1: a single "
+             "run, no spread measured). Capped, interrupted, failed or never-started runs are "
+             "listed below and never averaged in. Settings: D = 64, n = 20, full softmax, batch "
+             "256, Adam 1e-3, early stopping on validation NDCG@10.", ""]
+    datasets, models = summary["datasets"], summary["models"]
+    for protocol, title in (("test", "history removed from the ranking (the paper's protocol)"),
+                            ("test_history_kept", "history kept in the ranking (RecBole's)")):
+        header = ["model"]
+        for dataset in datasets:
+            header += [f"{dataset} n"] + [f"{dataset} {m.upper()}" for m in METRICS]
+        lines += [f"### Test, {title}", "", "| " + " | ".join(header) + " |",
+                  "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
+        for model in models:
+            row = [model]
+            for dataset in datasets:
+                cell = summary["cells"].get(dataset, {}).get(model)
+                row.append(str(cell["n"]) if cell else "0")
+                row += [fmt(cell[protocol][m]) if cell else "-" for m in METRICS]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    lines += ["### Epochs and time (complete runs)", "",
+              "| dataset | model | n | seeds | epochs (best) | seconds per run |",
+              "| --- | --- | ---: | --- | ---: | ---: |"]
+    for dataset in datasets:
+        for model in models:
+            cell = summary["cells"].get(dataset, {}).get(model)
+            if cell:
+                lines.append(f"| {dataset} | {model} | {cell['n']} | "
+                             f"{','.join(map(str, cell['seeds']))} | {cell['epochs']:.0f} "
+                             f"({cell['best_epoch']:.0f}) | {cell['wall_seconds']:.0f} |")
+    lines += ["", "### Runs not averaged in", "",
+              "Their figures (best epoch before the stop) are shown for what they are: runs that "
+              "early stopping had not ended, so not comparable with the complete ones above.", ""]
+    if summary["excluded"]:
+        lines += ["| run | status | epochs (best) | test HR@50 | test NDCG@50 | history kept HR@50 |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for e in summary["excluded"]:
+            test, kept = e.get("test"), e.get("test_history_kept")
+            figures = (f"{test['hr@50']:.4f} | {test['ndcg@50']:.4f} | {kept['hr@50']:.4f}"
+                       if test and kept else "- | - | -")
+            epochs = f"{e['epochs']} ({e['best_epoch']})" if e.get("epochs") is not None else "-"
+            status = e["status"] + (f": {e['error']}" if e.get("error") else "")
+            lines.append(f"| {e['key']} | {status} | {epochs} | {figures} |")
+    else:
+        lines.append("none")
+    return "\n".join(lines) + "\n"
+
+
+def figure(summary: dict[str, Any], path: Path) -> None:
+    """Grouped bars, one panel per (protocol, dataset); error bars = sd; hatched = n=1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    datasets, models = summary["datasets"], summary["models"]
+    if not datasets:
+        return
+    fig, axes = plt.subplots(len(PROTOCOLS), len(datasets), squeeze=False,
+                             figsize=(max(4.2 * len(datasets), 6.5), 3.4 * len(PROTOCOLS)))
+    width = 0.8 / max(len(models), 1)
+    colors = plt.get_cmap("tab10")
+    for row, (protocol, title) in enumerate((("test", "history removed"),
+                                             ("test_history_kept", "history kept"))):
+        for col, dataset in enumerate(datasets):
+            ax = axes[row][col]
+            x = np.arange(len(METRICS))
+            for i, model in enumerate(models):
+                cell = summary["cells"].get(dataset, {}).get(model)
+                if not cell:
+                    continue
+                values = [cell[protocol][m] for m in METRICS]
+                ax.bar(x + (i - (len(models) - 1) / 2) * width, [v["mean"] for v in values],
+                       width, yerr=[v["sd"] or 0.0 for v in values], capsize=2,
+                       color=colors(i % 10), hatch="//" if cell["n"] == 1 else None,
+                       label=f"{model} (n={cell['n']})")
+            ax.set_xticks(x, [m.upper() for m in METRICS], fontsize=8)
+            ax.set_title(f"{dataset}: test, {title}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle("bench/paper_table.py: mean ± sd over complete seeds (hatched: n=1);\n"
+                 "capped runs are not drawn", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_summary(out: Path) -> str:
+    from sine.atomic import atomic_write
+
+    summary = summarise(read_jsonl(out))
+    text = markdown(summary)
+    atomic_write(out.with_suffix(".md"), text)
+    figure(summary, out.with_suffix(".png"))
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder of DATASET.csv.gz files")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=["pop", "sasrec", "sine"],
+                        help="registered model names, or NAME:key=value,...")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=100, help="most epochs per run")
+    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra TrainConfig settings for every run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (processes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--deadline-s", type=float, default=0.0,
+                        help="stop everything this many seconds after the start; runs still "
+                             "going are recorded as capped; 0 = none")
+    parser.add_argument("--run-cap-s", type=float, default=0.0,
+                        help="stop a run after this many seconds (recorded as capped); 0 = none")
+    parser.add_argument("--grace-s", type=float, default=60.0,
+                        help="seconds a stopped run gets to write its record before a kill")
+    parser.add_argument("--min-start-s", type=float, default=60.0,
+                        help="start no run with less than this left before the deadline")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "bench" / "results" / "paper_table.jsonl")
+    parser.add_argument("--logs", type=Path, default=ROOT / "runs" / "paper_table_logs",
+                        help="folder for each run's training log")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only rewrite the markdown and figure from --out")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.summary_only:
+        print(write_summary(args.out))
+        return
+
+    base: dict[str, Any] = dict(BASE, device=args.device, threads=args.threads,
+                                epochs=args.epochs, patience=args.patience)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        base[key] = parse_value(value)
+    models = [parse_model(spec) for spec in args.models]
+    paths = {}
+    for name in args.datasets:
+        path = args.data / f"{name}.csv.gz"
+        if not path.is_file():
+            raise SystemExit(f"{path}: dataset not found (--data names the folder)")
+        paths[name] = path
+    done = {k for k, r in latest_runs(read_jsonl(args.out)).items() if r.get("complete")}
+    # seed-major: a grid cut short by the deadline has every model on every dataset
+    jobs = [Job(dataset, path, name, seed, settings)
+            for seed in args.seeds for dataset, path in paths.items()
+            for name, settings in models]
+    todo = [job for job in jobs if job.key not in done]
+    log.info("%d runs (%d complete already in %s), %d at a time, %d threads each",
+             len(todo), len(jobs) - len(todo), args.out, args.jobs, args.threads)
+
+    run_grid(todo, args, base, lambda record: decorate(record, args.epochs, args.patience))
+    print(write_summary(args.out))
+
+
+if __name__ == "__main__":
+    main()
