@@ -5,7 +5,8 @@ vectors phi^k (eq. 5), their aggregation weights e_k (eq. 7), the activated conc
 ids (eq. 2) and each click's intention assignment P(k|t) (eq. 3). `LoadedModel`
 answers with them in two ways, both chosen per request:
 
-**retrieval "aggregate"** (the default) is the paper's inference: one search with v.
+**retrieval "aggregate"** (the default, unless the bundle names another: MIND's is
+"interests", `default_retrieval`) is the paper's inference: one search with v.
 
 **retrieval "interests"** searches once per interest and divides the list among the
 interests:
@@ -84,10 +85,25 @@ def missing_outputs(outputs: Sequence[str], retrieval: str, explain: bool) -> li
     return [name for name in needed_outputs(retrieval, explain) if name not in outputs]
 
 
-def capabilities(outputs: Sequence[str]) -> dict:
+def default_retrieval(manifest: dict, outputs: Sequence[str]) -> str:
+    """The retrieval a request that names none gets: the manifest's ``default_retrieval``
+    ("interests" for MIND, whose paper serves K vectors and has no single user vector at
+    inference; trainer/export.py), else "aggregate". Checked when the bundle loads."""
+    value = manifest.get("default_retrieval", "aggregate")
+    if value not in RETRIEVALS:
+        raise BundleError(f"the manifest's default_retrieval {value!r} is not one of {', '.join(RETRIEVALS)}")
+    missing = missing_outputs(outputs, value, False)
+    if missing:
+        raise BundleError(f"the manifest's default retrieval {value!r} needs the encoder outputs "
+                          f"{', '.join(missing)}, which the encoder lacks")
+    return value
+
+
+def capabilities(outputs: Sequence[str], default: str = "aggregate") -> dict:
     """What a model with these encoder outputs can answer (for GET /model)."""
     return {
         "outputs": list(outputs),
+        "default_retrieval": default,
         "retrieval": [r for r in RETRIEVALS if not missing_outputs(outputs, r, False)],
         "explain": not missing_outputs(outputs, "aggregate", True),
     }

@@ -66,13 +66,15 @@ class RecommendRequest(_Body):
                                       f"attribute or label is a 422 that lists what exists, e.g. "
                                       f"`{FILTER_ERROR_EXAMPLE}`.")
     diversity: Diversity | None = Field(None, description="Spread the top-N over categories.")
-    retrieval: Literal["aggregate", "interests"] = Field(
-        "aggregate", description="aggregate: one search with the user vector aggregated from the "
+    retrieval: Literal["aggregate", "interests"] | None = Field(
+        None, description="Default: the live model's (GET /model: `encoder.default_retrieval`; "
+        "\"interests\" for MIND, whose paper serves its K vectors, \"aggregate\" otherwise). "
+        "aggregate: one search with the user vector aggregated from the "
         "interests (eq. 8, the paper's inference). interests: one search per interest (all users "
         "and interests in one batched search); the list is divided among the interests "
         "(`interest_diversity`), each filling its part from its own ranking, and each item is "
-        "scored by its best inner product with an interest. Needs a SINE bundle exported with the "
-        "per-interest outputs (GET /model: `encoder.retrieval`).")
+        "scored by its best inner product with an interest. Needs a bundle (SINE, MIND, MCPRN) "
+        "exported with the per-interest outputs (GET /model: `encoder.retrieval`).")
     interest_diversity: float = Field(
         DEFAULT_INTEREST_DIVERSITY, ge=0, le=1,
         description="retrieval \"interests\" only: how the list is divided among the interests. "
@@ -101,7 +103,8 @@ class RecommendRequest(_Body):
 
     @model_validator(mode="after")
     def _diversity_needs_interests(self) -> RecommendRequest:
-        if "interest_diversity" in self.model_fields_set and self.retrieval != "interests":
+        # an unset retrieval is the live model's default: the route checks it (check_outputs)
+        if "interest_diversity" in self.model_fields_set and self.retrieval == "aggregate":
             raise ValueError('interest_diversity applies to retrieval "interests" only; add '
                              '"retrieval": "interests" or leave interest_diversity out')
         return self

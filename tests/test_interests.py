@@ -292,10 +292,12 @@ def test_the_model_says_which_outputs_its_encoder_has(planted, legacy_bundles):
     before = [ENCODER_OUTPUT, INTEREST_VECTORS, INTEREST_WEIGHTS]  # a SINE export of an earlier release
     expected = {
         planted[0]: {"outputs": [ENCODER_OUTPUT, *INTEREST_OUTPUTS], "retrieval": ["aggregate", "interests"],
-                      "explain": True},
-        legacy_bundles["baseline"]: {"outputs": [ENCODER_OUTPUT], "retrieval": ["aggregate"], "explain": False},
+                      "explain": True, "default_retrieval": "aggregate"},
+        legacy_bundles["baseline"]: {"outputs": [ENCODER_OUTPUT], "retrieval": ["aggregate"], "explain": False,
+                                     "default_retrieval": "aggregate"},
         # the quotas are divided by click shares, which need P(k|t): "interests" needs a re-export too
-        legacy_bundles["sine-before"]: {"outputs": before, "retrieval": ["aggregate"], "explain": False},
+        legacy_bundles["sine-before"]: {"outputs": before, "retrieval": ["aggregate"], "explain": False,
+                                        "default_retrieval": "aggregate"},
     }
     for path, encoder in expected.items():
         with client_for(path) as client:
@@ -332,7 +334,8 @@ def test_bad_options_are_refused_with_what_to_fix(client, flat_bundle):
         assert status == 422 and message in body["error"], (extra, body)
     status, body = post(client, {"requests": [{"clicks": clicks}, {"clicks": clicks, "interest_diversity": 0.2}]},
                         "/recommend/batch")
-    assert status == 422 and "requests.1" in body["error"] and "interest_diversity applies" in body["error"]
+    # (retrieval unset: the live model's default, "aggregate" here, checked by the route)
+    assert status == 422 and "requests[1]" in body["error"] and "interest_diversity applies" in body["error"]
 
 
 def test_interests_and_explanations_in_a_batch_equal_one_by_one(client, flat_bundle):

@@ -16,7 +16,7 @@ from typing import Any
 
 from sine.errors import SineError
 
-MODELS = ("sine", "sasrec", "pop", "gru4rec", "caser")
+MODELS = ("sine", "sasrec", "pop", "gru4rec", "caser", "mind", "mcprn")
 LOSSES = ("auto", "full", "sampled")
 PRECISIONS = ("auto", "fp32", "bf16")
 AGGREGATIONS = ("cosine", "dot")
@@ -32,11 +32,12 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
 
 @dataclass
 class TrainConfig:
-    model: str = _f("sine", "Model to train: sine, sasrec, pop (most popular), gru4rec or caser.", MODELS)
+    model: str = _f("sine", "Model to train: sine, sasrec, pop (most popular), gru4rec, caser, mind "
+                    "or mcprn.", MODELS)
     dim: int = _f(128, "Embedding size D.")
     max_len: int = _f(20, "Clicks the model sees: the last n of a sequence.")
     # SINE (paper section 3)
-    interests: int = _f(4, "SINE: interests K activated per user (eq. 2).")
+    interests: int = _f(4, "SINE: interests K activated per user (eq. 2); MIND: interest capsules; MCPRN: channels.")
     prototypes: int = _f(500, "SINE: size L of the concept pool (eq. 2).")
     tau: float = _f(0.1, "SINE: temperature of the interest aggregation (eq. 7).")
     aggregation: str = _f(
@@ -53,6 +54,13 @@ class TrainConfig:
         True, "SINE, Caser: score items against the input embedding table (H of eq. 9 = input "
         "table; Caser: W' of its eq. 8 = input table)."
     )
+    # MIND (Li et al., CIKM 2019) and MCPRN (Wang et al., IJCAI 2019); K is --interests
+    routing_iterations: int = _f(3, "MIND: iterations r of the B2I dynamic routing (Algorithm 1).")
+    dynamic_interests: bool = _f(
+        False, "MIND: K'_u = max(1, min(K, log2 |I_u|)) interests per user (eq. 8) instead of K.")
+    attention_power: float = _f(
+        2.0, "MIND: power p of the label-aware attention in training (eq. 9); inf: hard.")
+    purpose_tau: float = _f(0.1, "MCPRN: temperature of the purpose router's softmax.")
     # SASRec
     layers: int = _f(2, "SASRec: self-attention blocks.")
     heads: int = _f(2, "SASRec: attention heads per block.")
@@ -131,7 +139,11 @@ class TrainConfig:
             raise SineError(
                 f"--interests (K={self.interests}) cannot exceed --prototypes (L={self.prototypes})"
             )
-        for name in ("tau", "assignment_tau"):
+        if self.routing_iterations < 1:
+            raise SineError("--routing-iterations must be at least 1")
+        if not self.attention_power >= 0:
+            raise SineError("--attention-power must be >= 0 (inf: hard attention)")
+        for name in ("tau", "assignment_tau", "purpose_tau"):
             if getattr(self, name) <= 0:
                 raise SineError(f"--{name.replace('_', '-')} must be positive")
         if self.eval_users < 0:

@@ -47,7 +47,7 @@ from sine.bundle import (
     write_bundle,
 )
 from sine.errors import SineError
-from trainer.models import SINE, SequenceEncoder
+from trainer.models import MCPRN, MIND, SINE, SequenceEncoder
 from trainer.run import load_run
 
 log = logging.getLogger("sine.export")
@@ -61,7 +61,14 @@ EXTRAS_OF_OUTPUT = {
     CONCEPT_IDS: "concepts",
     INTENTION_ASSIGNMENT: "intention_assignment",
 }
-"""Which `EncoderOutput.extras` entry of SINE each per-interest ONNX output is."""
+"""Which `EncoderOutput.extras` entry each per-interest ONNX output is (SINE, MIND, MCPRN)."""
+MULTI_INTEREST = (SINE, MIND, MCPRN)
+"""Encoders with K interest vectors per user: they export the per-interest outputs."""
+DEFAULT_RETRIEVAL = {"mind": "interests"}
+"""Bundle-level default retrieval where the aggregate user vector is not the model's own
+inference: MIND serves its K vectors (trainer/models/mind.py); the manifest's
+``default_retrieval`` tells the service (`service.interests.default_retrieval`). Absent:
+"aggregate"."""
 
 
 class ExportedEncoder(nn.Module):
@@ -70,7 +77,7 @@ class ExportedEncoder(nn.Module):
     def __init__(self, encoder: SequenceEncoder):
         super().__init__()
         self.encoder = encoder
-        self.with_interests = isinstance(encoder, SINE)
+        self.with_interests = isinstance(encoder, MULTI_INTEREST)
 
     def forward(self, clicks: torch.Tensor):  # type: ignore[override]
         out = self.encoder(clicks)
@@ -80,7 +87,7 @@ class ExportedEncoder(nn.Module):
 
 
 def output_names(encoder: SequenceEncoder) -> list[str]:
-    if isinstance(encoder, SINE):
+    if isinstance(encoder, MULTI_INTEREST):
         return [ENCODER_OUTPUT, *INTEREST_OUTPUTS]
     return [ENCODER_OUTPUT]
 
@@ -218,7 +225,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
     if run.encoder is None:
         raise SineError(
             f"{run_dir}: the {run.config.model} baseline has no user encoder to export; "
-            "train a neural model (--model sine, sasrec, gru4rec or caser)"
+            "train a neural model (--model sine, sasrec, gru4rec, caser, mind or mcprn)"
         )
     encoder = run.encoder.cpu().eval()
     queries = run.sample_queries
@@ -250,7 +257,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
         metrics=metrics,
         extra={"run": {"path": str(Path(run_dir).resolve()), "seed": run.config.seed,
                        "best_epoch": run.metrics.get("best_epoch")},
-               "training": run.config.to_dict(), **(extra or {})},
+               "training": run.config.to_dict(), **retrieval_section(run.config.model), **(extra or {})},
         **concept_pool(encoder),
         attributes=aligned,
     )
@@ -258,6 +265,12 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
              bundle.num_items, bundle.dim)
     return bundle
 
+
+
+def retrieval_section(model: str) -> dict[str, Any]:
+    """The manifest's ``default_retrieval``, for a model whose default is not "aggregate"."""
+    default = DEFAULT_RETRIEVAL.get(model)
+    return {"default_retrieval": default} if default else {}
 
 
 def run_attributes(run_dir: str | Path, items: list[str],

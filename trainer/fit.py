@@ -172,7 +172,7 @@ def train_step(model: SequenceEncoder, optimizer: torch.optim.Optimizer, likelih
     core = model.module if isinstance(model, DistributedDataParallel) else model
     with torch.autocast(clicks.device.type, dtype=torch.bfloat16, enabled=autocast):
         out = model(clicks)
-    likely = likelihood(out.user_vector, core.item_table(), targets, bf16)
+    likely = likelihood(core.training_vector(out, targets), core.item_table(), targets, bf16)
     regular = core.regularization()  # parameters only: the same on every rank
     loss = likely + regular
     optimizer.zero_grad(set_to_none=True)
@@ -325,7 +325,7 @@ def scorer_of(model: SequenceEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
     """Scores over all item indices (padding column included) for evaluation."""
 
     def score(clicks: torch.Tensor) -> torch.Tensor:
-        return model(clicks).user_vector @ model.item_table().T
+        return model.score_items(model(clicks))
 
     return score
 

@@ -9,6 +9,8 @@ from trainer.config import TrainConfig
 from trainer.models.base import EncoderOutput, SequenceEncoder
 from trainer.models.caser import Caser, CaserConfig
 from trainer.models.gru4rec import GRU4Rec, GRU4RecConfig
+from trainer.models.mcprn import MCPRN, MCPRNConfig
+from trainer.models.mind import MIND, MINDConfig
 from trainer.models.pop import MostPopular
 from trainer.models.sasrec import SASRec, SASRecConfig
 from trainer.models.sine import SINE, SINEConfig
@@ -18,6 +20,8 @@ ENCODERS: dict[str, tuple[type[SequenceEncoder], type]] = {
     "sasrec": (SASRec, SASRecConfig),
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "caser": (Caser, CaserConfig),
+    "mind": (MIND, MINDConfig),
+    "mcprn": (MCPRN, MCPRNConfig),
 }
 
 
@@ -48,6 +52,19 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
             horizontal=config.caser_horizontal, vertical=config.caser_vertical,
             dropout=config.embedding_dropout, tied=config.tied_embeddings,
         )
+    elif config.model == "mind":
+        cfg = MINDConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, interests=config.interests,
+            routing_iterations=config.routing_iterations,
+            dynamic_interests=config.dynamic_interests, attention_power=config.attention_power,
+            dropout=config.embedding_dropout, tied=config.tied_embeddings,
+        )
+    elif config.model == "mcprn":
+        cfg = MCPRNConfig(
+            num_items=num_items, dim=config.dim, max_len=config.max_len, interests=config.interests,
+            purpose_tau=config.purpose_tau, dropout=config.embedding_dropout,
+            tied=config.tied_embeddings,
+        )
     else:
         raise ValueError(f"{config.model} is not a neural encoder")
     return asdict(cfg)
@@ -61,6 +78,8 @@ def build_encoder(name: str, arch: dict[str, Any]) -> SequenceEncoder:
 
 __all__ = [
     "ENCODERS",
+    "MCPRN",
+    "MIND",
     "SINE",
     "Caser",
     "EncoderOutput",

@@ -58,6 +58,16 @@ class SequenceEncoder(nn.Module):
     def forward(self, clicks: torch.Tensor) -> EncoderOutput:
         raise NotImplementedError
 
+    def training_vector(self, out: EncoderOutput, targets: torch.Tensor) -> torch.Tensor:
+        """The user vector the likelihood scores during training ([B, D]); a model whose
+        training vector depends on the label (MIND's label-aware attention) overrides it."""
+        return out.user_vector
+
+    def score_items(self, out: EncoderOutput) -> torch.Tensor:
+        """Scores over all item indices, padding column included ([B, M + 1]), as the model
+        ranks at inference; a model served by several vectors (MIND) overrides it."""
+        return out.user_vector @ self.item_table().T
+
     def regularization(self) -> torch.Tensor:
         """A model's extra loss term (already weighted); zero unless a model adds one."""
         return self.item_embedding.weight.new_zeros(())

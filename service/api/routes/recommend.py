@@ -84,7 +84,13 @@ def check_limits(body: RecommendRequest, settings: Settings, where: str = "") ->
 
 def check_outputs(body: RecommendRequest, model: LoadedModel, where: str = "") -> None:
     """A request for per-interest retrieval or explanations against a bundle whose encoder
-    lacks those outputs (a baseline, or exported before them) is refused, not degraded."""
+    lacks those outputs (a baseline, or exported before them) is refused, not degraded.
+    An unset retrieval becomes the model's default (`LoadedModel.default_retrieval`)."""
+    if body.retrieval is None:
+        body.retrieval = model.default_retrieval
+        if "interest_diversity" in body.model_fields_set and body.retrieval != "interests":
+            raise HTTPException(422, f'{where}interest_diversity applies to retrieval "interests" only; '
+                                     'add "retrieval": "interests" or leave interest_diversity out')
     missing = model.missing_outputs(body.retrieval, body.explain)
     if missing:
         asked = "explain" if body.explain else 'retrieval "interests"'
