@@ -11,6 +11,7 @@ from sine.data.split import leave_one_out
 from sine.data.vocabulary import ItemVocabulary
 from trainer.config import TrainConfig
 from trainer.models import build_encoder, model_config
+from trainer.examples import training_examples
 from trainer.recent import recent_only
 from trainer.run import load_run, train_run, warm_start
 
@@ -77,6 +78,12 @@ def test_recent_window_keeps_each_users_last_examples_with_full_context(syntheti
     assert np.array_equal(kept_inputs, np.concatenate(expected[0]))
     assert np.array_equal(kept_targets, np.concatenate(expected[1]))
     assert len(kept_targets) < len(targets)
+    # the count the run reports and the lazy (--memory-budget) examples are the same ones
+    assert recent.num_training_examples == len(kept_targets)
+    lazy = training_examples(recent, 20, torch.device("cpu"), lazy=True)
+    assert len(lazy) == len(kept_targets)
+    lazy_inputs, lazy_targets = lazy.batch(torch.arange(len(lazy)), 20)
+    assert np.array_equal(lazy_inputs.numpy(), kept_inputs) and np.array_equal(lazy_targets.numpy(), kept_targets)
     # what the gate and the selection see is the whole split's
     for split in ("valid", "test"):
         assert np.array_equal(recent.evaluation_set(split, 20).targets, data.evaluation_set(split, 20).targets)

@@ -26,14 +26,23 @@ class RecentSplit(SplitData):
 
     recent: np.ndarray | None = None  # [U] examples to keep per user (from the end)
 
-    def training_examples(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        inputs, targets = super().training_examples(max_len)
+    def example_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Only the kept examples; `training_examples` and the lazy (streamed) examples both
+        come from here, so a warm start trains on the same examples either way."""
+        starts, ends = super().example_bounds()
+        keep = self._kept()
+        return starts[keep], ends[keep]
+
+    @property
+    def num_training_examples(self) -> int:
+        return int(self._kept().sum())
+
+    def _kept(self) -> np.ndarray:
         per_user = np.maximum(self.train_lengths - 1, 0)
         owner = np.repeat(np.arange(len(per_user)), per_user)
         # examples come user by user in time order: count each one's place from the end
         from_end = np.repeat(np.cumsum(per_user), per_user) - 1 - np.arange(per_user.sum())
-        keep = from_end < self.recent[owner]
-        return inputs[keep], targets[keep]
+        return from_end < self.recent[owner]
 
 
 def recent_only(data: SplitData, recent: int, extra: np.ndarray | None = None) -> RecentSplit:
