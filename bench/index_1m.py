@@ -59,13 +59,16 @@ SWEEPS = {
 
 
 def load_run(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(item table, validation users' vectors) of a trained run, through an exported bundle."""
+    """(item table, validation users' vectors) of a trained run (exported to a bundle), or of a bundle."""
     import tempfile
 
     from index_builder.build import query_vectors
     from sine.bundle import read_bundle
     from trainer.export import export_bundle
 
+    if not (run / "checkpoint.pt").exists():  # already a bundle (`sine export` output)
+        bundle = read_bundle(run)
+        return np.asarray(bundle.item_embeddings, dtype=np.float32), query_vectors(bundle)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = export_bundle(run, Path(tmp) / "bundle")
         items = np.asarray(read_bundle(bundle.path).item_embeddings, dtype=np.float32)
