@@ -262,8 +262,9 @@ def markdown(m: dict, rows: dict, a: dict = ASSUMED) -> str:
     for name, r in rows.items():
         lines.append(f"| {name} | {r['items']:,} | {r['index_shards']} | " + " | ".join(
             f"{gib(r['index_gib'][k])} ({gib(r['shard_gib'][k])})" for k in kinds) + " |")
-    lines += ["", "### Search tier at peak load (ms/query per shard measured at 1M items, 1 thread, recall@50 >= "
-              f"{a['recall_target']})", "",
+    lines += ["", "### Search tier at peak load (ms/query per shard: CPU time at 1M items, 1 thread; the fastest "
+              f"configuration with recall@50 >= {a['recall_target']}, or where none reached it the most accurate "
+              "one measured: its held-out recall is in brackets)", "",
               "| dataset | peak req/s (assumed) | index (recall@50 held out) | ms/shard | cores (all shards) | "
               "replicas per shard | API replicas |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, r in rows.items():

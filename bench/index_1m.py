@@ -59,13 +59,16 @@ SWEEPS = {
 
 
 def load_run(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(item table, validation users' vectors) of a trained run, through an exported bundle."""
+    """(item table, validation users' vectors) of a trained run (exported to a bundle), or of a bundle."""
     import tempfile
 
     from index_builder.build import query_vectors
     from sine.bundle import read_bundle
     from trainer.export import export_bundle
 
+    if not (run / "checkpoint.pt").exists():  # already a bundle (`sine export` output)
+        bundle = read_bundle(run)
+        return np.asarray(bundle.item_embeddings, dtype=np.float32), query_vectors(bundle)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = export_bundle(run, Path(tmp) / "bundle")
         items = np.asarray(read_bundle(bundle.path).item_embeddings, dtype=np.float32)
@@ -119,7 +122,7 @@ def build(name: str, vectors: np.ndarray, cache: Path, tag: str):
 
 def _quantizer(vectors: np.ndarray, cache: Path, tag: str):
     """The IVF coarse quantiser (k-means, nlist centroids, on a 256k sample), shared by the IVF
-    variants of a catalog; its training time is added to each variant's build time."""
+    variants of a catalog and cached: the build seconds reported exclude this k-means."""
     faiss = faiss_module()
     path = cache / f"{tag}-centroids-{NLIST}.npy"
     if path.exists():
@@ -303,6 +306,7 @@ def markdown(report: dict) -> str:
              "preemption to the long exact calls; wall-clock figures are in the JSON), exact search "
              "(IndexFlatIP) timed in the same round before each configuration; speed-up = their ratio. "
              f"HNSW {s['hnsw']}; IVF nlist={s['nlist']}. faiss {s['faiss']}. Load average (1 min) per row.",
+             *[f"\n**Note:** {n}" for n in report.get("notes", [])],
              "", "## Best configuration per recall target (chosen on the tuning half)", "",
              "| catalog | target | index | params | recall@50 held out | p50 ms | exact p50 ms | speed-up | "
              "bytes/item |", "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -319,7 +323,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {tag} | {target} | {kind} | {params} | {row['recall50_held_out']:.4f} | "
                          f"{row['p50_ms']:.3f} | {row['exact_p50_ms']:.2f} | **{row['speedup']:.1f}x** | "
                          f"{entry['indexes'][kind]['bytes_per_item']:.0f} |")
-    lines += ["", "## Indexes: build time and size", "",
+    lines += ["", "## Indexes: build time and size (IVF: without the shared coarse k-means)", "",
               "| catalog | index | build s (2 threads) | MB | bytes/item |", "| --- | --- | ---: | ---: | ---: |"]
     for tag, entry in report["catalogs"].items():
         lines.append(f"| {tag} | exact (flat) | 0 | {entry['items'] * entry['exact_bytes_per_item'] / 1e6:.0f} | "
