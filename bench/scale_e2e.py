@@ -335,6 +335,8 @@ def markdown(report: dict[str, Any]) -> str:
     if "test" in train:
         lines += ["", f"Test metrics after {'an interrupted ' if train.get('interrupted') else ''}1 epoch "
                   f"(sampled users): {json.dumps(train['test'])}"]
+    for note in report.get("notes", []):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
