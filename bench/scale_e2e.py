@@ -333,8 +333,11 @@ def markdown(report: dict[str, Any]) -> str:
                   f"**{probe['epoch_cpu_hours_projected']} CPU hours** on one thread."]
     train = stages.get("train", {})
     if "test" in train:
-        lines += ["", f"Test metrics after {'an interrupted ' if train.get('interrupted') else ''}1 epoch "
-                  f"(sampled users): {json.dumps(train['test'])}"]
+        done = (f"{train['examples_trained']:,} training examples (interrupted)" if train.get("interrupted")
+                else "1 epoch")
+        lines += ["", f"Test metrics after {done} (sampled users): {json.dumps(train['test'])}"]
+    for note in report.get("notes", []):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 

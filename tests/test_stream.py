@@ -123,3 +123,20 @@ def test_sine_train_accepts_a_partition_directory_in_memory_and_streamed(tmp_pat
     assert results["memory"]["train_examples"] == results["stream"]["train_examples"]
     assert results["stream"]["evaluated_users"] == 150
     assert results["memory"]["evaluated_users"] > 150
+
+
+def test_a_run_interrupted_in_its_first_epoch_is_still_loadable(tmp_path, synthetic_csv, monkeypatch):
+    """Ctrl-C before any validation keeps the weights so far: the run must have a checkpoint
+    (bench/scale_e2e.py stops a million-item epoch this way, then exports the run)."""
+    import trainer.fit
+    from trainer.config import TrainConfig
+    from trainer.run import load_run, train_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.fit, "train_step", interrupted)
+    metrics = train_run(synthetic_csv, tmp_path / "run", TrainConfig(dim=8, prototypes=8, epochs=2,
+                                                                     threads=1))
+    assert metrics["interrupted"] and metrics["epochs"] == 0
+    assert load_run(tmp_path / "run").encoder is not None

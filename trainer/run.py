@@ -196,6 +196,8 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
 
         result = fit(encoder, data, config, device, on_improvement=save_checkpoint,
                      score_start=bool(config.init_from))
+        if not (staged / CHECKPOINT).exists():  # interrupted before the first validation
+            save_checkpoint(encoder, result.best_epoch)
         scorer = scorer_of(encoder)
 
     metrics: dict[str, Any] = {"model": config.model, "seed": config.seed}
