@@ -303,8 +303,9 @@ def main() -> None:
                              "going are recorded as capped; 0 = none")
     parser.add_argument("--run-cap-s", type=float, default=0.0,
                         help="stop a run after this many seconds (recorded as capped); 0 = none")
-    parser.add_argument("--grace-s", type=float, default=60.0,
-                        help="seconds a stopped run gets to write its record before a kill")
+    parser.add_argument("--grace-s", type=float, default=300.0,
+                        help="seconds a stopped run gets to evaluate and write its record before "
+                             "a kill (60 s was too short on a machine at load 26: both runs lost)")
     parser.add_argument("--min-start-s", type=float, default=60.0,
                         help="start no run with less than this left before the deadline")
     parser.add_argument("--out", type=Path,
