@@ -364,7 +364,8 @@ def test_openapi_documents_retrieval_and_explanations(client):
     request = schema["components"]["schemas"]["RecommendRequest"]
     for field in ("retrieval", "interest_diversity", "explain"):
         assert len(request["properties"][field]["description"]) > 80, field
-    assert request["properties"]["retrieval"]["enum"] == ["aggregate", "interests"]
+    retrieval = request["properties"]["retrieval"]  # nullable: unset is the model's default
+    assert next(a["enum"] for a in retrieval["anyOf"] if "enum" in a) == ["aggregate", "interests"]
     assert any(e.get("retrieval") == "interests" and e.get("explain") for e in request["examples"])
     body = schema["paths"]["/recommend"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "retrieval" in body["properties"]

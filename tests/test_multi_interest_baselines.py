@@ -229,6 +229,18 @@ def test_padding_changes_nothing(name):
     assert torch.allclose(full.extras["interest_vectors"][4:], short.extras["interest_vectors"], atol=1e-12)
 
 
+def test_mcprn_padding_steps_change_no_state():
+    """MCPRN left-pads to n inside the model, so the test above compares equal inputs; here a
+    model with n = 8 (the same weights: none depends on n) runs two more padding steps."""
+    short, long = tiny("mcprn"), tiny("mcprn", max_len=8)
+    long.load_state_dict(short.state_dict())
+    clicks = batch()
+    with torch.no_grad():
+        a, b = short(clicks), long(torch.nn.functional.pad(clicks, (2, 0)))
+    assert torch.allclose(a.user_vector, b.user_vector, atol=1e-12)
+    assert torch.allclose(a.extras["interest_vectors"], b.extras["interest_vectors"], atol=1e-12)
+
+
 # ---------------------------------------------------------------- export
 
 
