@@ -196,7 +196,7 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
 
         result = fit(encoder, data, config, device, on_improvement=save_checkpoint,
                      score_start=bool(config.init_from))
-        if not (staged / CHECKPOINT).exists():  # interrupted before the first validation
+        if staged is not None and not (staged / CHECKPOINT).exists():  # interrupted before the first validation
             save_checkpoint(encoder, result.best_epoch)
         scorer = scorer_of(encoder)
 
