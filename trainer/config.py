@@ -50,6 +50,19 @@ class TrainConfig:
     tied_embeddings: bool = _f(
         True, "SINE: score items against the input embedding table (H of eq. 9 = input table)."
     )
+    label_aware: bool = _f(
+        False, "SINE-label (paper section 4.5): train with MIND's label-aware attention over the "
+        "K interests instead of eqs. (7)-(8); evaluate by the K*N per-interest candidates merged "
+        "by score.")
+    label_power: int = _f(1, "SINE-label: power p of MIND's attention softmax(pow(phi^k . h, p)).")
+    prototypes_from: str | None = _f(
+        None, "SINE-cate (paper section 4.5): the concept pool is this attribute's labels in "
+        "--attributes (one prototype per label: the mean embedding of its items); --prototypes "
+        "is then the number of labels.")
+    attributes: str | None = _f(
+        None, "Item attribute file (CSV/Parquet: item_id plus columns such as category, brand, "
+        "available; several labels as a|b): carried into the bundle for filters and diversity, "
+        "and the categories of --prototypes-from.")
     # SASRec
     layers: int = _f(2, "SASRec: self-attention blocks.")
     heads: int = _f(2, "SASRec: attention heads per block.")
@@ -113,6 +126,12 @@ class TrainConfig:
             raise SineError(
                 f"--interests (K={self.interests}) cannot exceed --prototypes (L={self.prototypes})"
             )
+        if self.label_power < 0:
+            raise SineError("--label-power must not be negative")
+        if self.prototypes_from and not self.attributes:
+            raise SineError("--prototypes-from needs --attributes FILE (the item attribute file)")
+        if (self.label_aware or self.prototypes_from) and self.model != "sine":
+            raise SineError("--label-aware and --prototypes-from are options of --model sine")
         for name in ("tau", "assignment_tau"):
             if getattr(self, name) <= 0:
                 raise SineError(f"--{name.replace('_', '-')} must be positive")

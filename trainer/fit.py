@@ -163,7 +163,7 @@ def train_step(model: SequenceEncoder, optimizer: torch.optim.Optimizer, likelih
     """One optimisation step; returns the loss as a device tensor (reading it syncs)."""
     with torch.autocast(clicks.device.type, dtype=torch.bfloat16, enabled=autocast):
         out = model(clicks)
-    loss = likelihood(out.user_vector, model.item_table(), targets, bf16)
+    loss = likelihood(model.training_vector(out, targets), model.item_table(), targets, bf16)
     loss = loss + model.regularization()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -298,11 +298,7 @@ def fit(
 
 def scorer_of(model: SequenceEncoder) -> Callable[[torch.Tensor], torch.Tensor]:
     """Scores over all item indices (padding column included) for evaluation."""
-
-    def score(clicks: torch.Tensor) -> torch.Tensor:
-        return model(clicks).user_vector @ model.item_table().T
-
-    return score
+    return model.score_items
 
 
 

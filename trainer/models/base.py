@@ -62,6 +62,15 @@ class SequenceEncoder(nn.Module):
         """A model's extra loss term (already weighted); zero unless a model adds one."""
         return self.item_embedding.weight.new_zeros(())
 
+    def training_vector(self, out: EncoderOutput, targets: torch.Tensor) -> torch.Tensor:
+        """The vector the training loss scores the catalog with (the user vector, unless a
+        model's training differs from its inference, as SINE-label's does)."""
+        return out.user_vector
+
+    def score_items(self, clicks: torch.Tensor) -> torch.Tensor:
+        """Scores over all item indices (padding column included) for evaluation."""
+        return self(clicks).user_vector @ self.item_table().T
+
     def item_table(self) -> torch.Tensor:
         """The table user vectors are scored against, padding row included: ``[M + 1, D]``."""
         table = self.output_embedding if self.output_embedding is not None else self.item_embedding
