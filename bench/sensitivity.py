@@ -166,7 +166,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(FACTORS), figsize=(4 * len(FACTORS), 3.4), constrained_layout=True)
     datasets = sorted({row["dataset"] for row in summary["rows"]})
-    for ax, (name, (symbol, levels)) in zip(axes, FACTORS.items(), strict=True):
+    for ax, (name, (symbol, _levels)) in zip(axes, FACTORS.items(), strict=True):
         for dataset in datasets:
             points = []
             for row in summary["rows"]:

@@ -34,9 +34,9 @@ The two ablations of the paper's section 4.5 (Table 6), both off by default:
 
 * **SINE-label** (`label_aware`): "adopting label-aware attention in [24] (MIND) for
   training". The loss of eq. (9) scores the catalog with MIND's label-aware user vector
-  v^u = sum_k softmax_k(pow(phi^k . H_target, p)) phi^k (MIND's label-aware
-  attention layer, Li et al. CIKM 2019; p = `label_power`) instead of eqs. (7)-(8), which then take no part in training. At
-  inference there is no label: "SINE-label first independently retrieves K*N candidate
+  v^u = sum_k softmax_k(pow(phi^k . H_target, p)) phi^k (MIND's label-aware attention
+  layer, Li et al. CIKM 2019; p = `label_power`) instead of eqs. (7)-(8), which then take
+  no part in training. At inference there is no label: "SINE-label first independently retrieves K*N candidate
   items based on K embedding vectors and then outputs the final top-N recommendation
   list by sorting K*N items" -- `score_items` scores an item by its best inner product
   over the K interests, whose top-N is exactly that merge (an item in the merged top-N
