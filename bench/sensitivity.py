@@ -160,6 +160,43 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def table6_markdown(summary: dict[str, Any]) -> list[str]:
+    """The paper's Table 6 layout (HR, ours at 20 and 50) for the datasets that ran the ablation,
+    with the ordering of the means; a variant without a finished run has no place in it."""
+    lines = []
+    for dataset in sorted({r["dataset"] for r in summary["rows"] if r["variant"].startswith("sine-")}):
+        rows = {r["variant"]: r for r in summary["rows"] if r["dataset"] == dataset}
+        lines += [f"## Table 6 layout, {dataset} (test, history removed)", "",
+                  "| method | seeds | HR@20 | HR@50 | NDCG@50 |", "| --- | --- | ---: | ---: | ---: |"]
+        for name, variant in (("SINE-cate", "sine-cate"), ("SINE-label", "sine-label"), ("SINE", "default")):
+            row = rows.get(variant, {})
+            cells = [fmt(row.get("test", {}).get(m)) for m in ("hr@20", "hr@50", "ndcg@50")]
+            seeds = ",".join(map(str, row.get("seeds", []))) or "none"
+            lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
+        ranked = sorted((v for v in ("sine-cate", "sine-label", "default") if "test" in rows.get(v, {})),
+                        key=lambda v: rows[v]["test"]["hr@50"]["mean"])
+        if len(ranked) == 3:
+            lines += ["", "Ordering of the mean HR@50, lowest first: " + " < ".join(ranked)
+                      + " (the paper's Table 6: sine-cate < sine-label < SINE on both of its datasets)."]
+        lines.append("")
+    return lines
+
+
+def stopped_markdown(records: list[dict[str, Any]]) -> list[str]:
+    """Runs left out of the means, with what they reached before they were stopped."""
+    latest = {r["key"]: r for r in records}
+    out = [r for r in latest.values() if status_of(r) != FINISHED]
+    if not out:
+        return []
+    lines = ["## Runs left out of the means", "",
+             "| run | status | epochs (best) | test HR@50 at its best epoch so far |", "| --- | --- | ---: | ---: |"]
+    for r in sorted(out, key=lambda r: r["key"]):
+        hr = f"{r['test']['hr@50']:.4f}" if "test" in r else "-"
+        epochs = f"{r['epochs']} ({r['best_epoch']})" if "epochs" in r else "-"
+        lines.append(f"| {r['key']} | {status_of(r)} | {epochs} | {hr} |")
+    return [*lines, ""]
+
+
 def plot(summary: dict[str, Any], path: Path) -> None:
     """One panel per factor: test HR@50 (history removed) against the level, one line per dataset."""
     import matplotlib
@@ -198,8 +235,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 def write_summary(out: Path) -> str:
     from sine.atomic import atomic_write
 
-    summary = summarise(read_jsonl(out))
-    text = markdown(summary)
+    records = read_jsonl(out)
+    summary = summarise(records)
+    text = "\n".join([markdown(summary), *table6_markdown(summary), *stopped_markdown(records)])
     atomic_write(out.with_suffix(".summary.json"), json.dumps(summary, indent=2))
     atomic_write(out.with_suffix(".md"), text)
     if summary["finished"]:
