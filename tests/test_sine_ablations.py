@@ -184,3 +184,20 @@ def test_a_sine_cate_run_reloads_with_its_categories(tmp_path, synthetic_csv, at
     H = run.encoder.item_embedding.weight.detach()
     torch.testing.assert_close(run.encoder.concept_pool(), ref.category_pool(H, labels, len(names)))
     assert np.isfinite(run.metrics["test"]["hr@10"])
+
+
+def test_cli_takes_the_ablation_options_as_text_and_explains_what_is_missing(tmp_path):
+    """`--prototypes-from` (and `--init-from`) default to None: their type comes from the
+    annotation (`str | None`), not from the default (it once parsed them as numbers)."""
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\nu,a,1\nu,b,2\nu,c,3\n")
+    result = CliRunner().invoke(app, ["train", "-d", str(log), "-o", str(tmp_path / "run"),
+                                      "--prototypes-from", "categories"])
+    assert result.exit_code == 2 and "--prototypes-from needs --attributes FILE" in result.output, result.output
+    result = CliRunner().invoke(app, ["train", "-d", str(log), "-o", str(tmp_path / "run"),
+                                      "--label-aware", "--model", "sasrec"])
+    assert result.exit_code == 2 and "options of --model sine" in result.output, result.output
