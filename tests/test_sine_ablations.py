@@ -201,3 +201,30 @@ def test_cli_takes_the_ablation_options_as_text_and_explains_what_is_missing(tmp
     result = CliRunner().invoke(app, ["train", "-d", str(log), "-o", str(tmp_path / "run"),
                                       "--label-aware", "--model", "sasrec"])
     assert result.exit_code == 2 and "options of --model sine" in result.output, result.output
+
+
+def test_a_warm_started_sine_cate_run_keeps_its_own_categories(tmp_path):
+    """Warm start copies weights, never the old run's categories (same shapes, other labels)."""
+    from sine.data.synthetic import SyntheticSpec, synthetic_items, synthetic_log
+    from trainer.run import category_pairs, load_run, train_run
+
+    spec = SyntheticSpec(num_users=80, num_items=40, num_groups=5, seed=2)
+    log = tmp_path / "log.csv"
+    synthetic_log(spec).to_csv(log, index=False)
+    items = synthetic_items(spec)
+    items.to_csv(tmp_path / "items.csv", index=False)
+    names = sorted(items["category"].unique())
+    items["category"] = items["category"].map(dict(zip(names, names[1:] + names[:1], strict=True)))
+    items.to_csv(tmp_path / "relabelled.csv", index=False)
+    options = {"model": "sine", "dim": 8, "interests": 3, "epochs": 1, "batch_size": 256, "threads": 1,
+               "max_len": 5, "prototypes_from": "category"}
+    train_run(log, tmp_path / "old", TrainConfig(**options, attributes=str(tmp_path / "items.csv")))
+    config = TrainConfig(**options, attributes=str(tmp_path / "relabelled.csv"), init_from=str(tmp_path / "old"))
+    train_run(log, tmp_path / "new", config)
+    new = load_run(tmp_path / "new")
+    rows, cats, _ = category_pairs(config, new.vocabulary.ids)
+    assert new.encoder.category_items.tolist() == rows.tolist()
+    assert new.encoder.category_ids.tolist() == cats.tolist()
+    old = load_run(tmp_path / "old").encoder
+    assert old.category_items.shape == new.encoder.category_items.shape  # the case that could copy
+    assert old.category_ids.tolist() != new.encoder.category_ids.tolist()

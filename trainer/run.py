@@ -267,7 +267,7 @@ def warm_start(encoder: SequenceEncoder, vocabulary: ItemVocabulary, run_dir: Pa
     with torch.no_grad():
         for name, tensor in state.items():
             previous = old_state.get(name)
-            if previous is None:
+            if previous is None or name.startswith("category_"):  # SINE-cate: this catalog's own
                 continue
             if name.endswith(("item_embedding.weight", "output_embedding.weight")):
                 new_rows = torch.arange(1, len(rows) + 1)[known]
