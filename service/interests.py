@@ -39,6 +39,13 @@ score units). The default, 0.5, kept HR@50 within 5% of the aggregate on ml-100k
 (-4.4%) and beauty (+0.2%) while calibrating half of the list; 0.25 measured -2.6% and
 +0.9%, within one standard error on ml-100k's 943 test users (about 4% relative).
 
+**interest_merge "score"** skips steps 2 and 3: the K rankings are merged by score alone
+(each item once, at its best inner product over the interests), which is how MIND and the
+paper's SINE-label variant retrieve -- "K*N candidate items based on K embedding vectors,
+then the final top-N by sorting the K*N items" (section 4.5). A SINE-label model
+(`sine train --label-aware`) is trained for that rule; its aggregated vector (eq. 8) is not
+trained at all.
+
 **explain** adds, per returned item, the interest whose vector has the largest inner
 product with it (its slot, its concept id and that inner product; in "interests" mode
 this is not always the interest whose share of the list took the item), and per response the user's interests with their
@@ -69,6 +76,8 @@ from sine.bundle import (
 from sine.errors import BundleError
 
 RETRIEVALS = ("aggregate", "interests")
+INTEREST_MERGES = ("shares", "score")
+"""How retrieval "interests" merges the K rankings: divided by shares, or by score alone."""
 DEFAULT_INTEREST_DIVERSITY = 0.5
 NEEDS_FOR_INTERESTS = (INTEREST_VECTORS, INTEREST_WEIGHTS, INTENTION_ASSIGNMENT)
 NEEDS_FOR_EXPLAIN = INTEREST_OUTPUTS
@@ -175,6 +184,14 @@ def merge(rows: list[list[int]], scores: np.ndarray, shares: Sequence[float], ex
     return chosen
 
 
+def share_of_list(interest_merge: str, by_share: float = 1.0) -> float:
+    """The part of the list divided among the interests by share (`merge`'s `by_share`):
+    none for interest_merge "score" (MIND / SINE-label's K*N merge), else `by_share`."""
+    if interest_merge not in INTEREST_MERGES:
+        raise ValueError(f"interest_merge must be one of {INTEREST_MERGES}, not {interest_merge!r}")
+    return 0.0 if interest_merge == "score" else by_share
+
+
 def shares_of(weights: np.ndarray, assignment: np.ndarray, lengths: Sequence[int],
               diversity: Sequence[float]) -> np.ndarray:
     """s_k = (1 - d) e_k + d m_k per user ([B, K]): step 2 of the module docstring."""
@@ -202,18 +219,20 @@ def click_shares(assignment: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
 
 def retrieve(search, items: np.ndarray, interests: np.ndarray, shares: np.ndarray,
              excluded: Sequence[set[int]], top_n: Sequence[int], depth: int,
-             by_share: float = 1.0) -> list[tuple[list[int], list[float]]]:
+             by_share: float | Sequence[float] = 1.0) -> list[tuple[list[int], list[float]]]:
     """Rows and scores, best first, for each user: one search over all users x K interests.
 
-    `search` is an `ItemSearch`; `interests` [B, K, D]; `shares` [B, K] divide the lists.
+    `search` is an `ItemSearch`; `interests` [B, K, D]; `shares` [B, K] divide the lists;
+    `by_share` is `merge`'s, for all users or one per user (`share_of_list`).
     """
     users, k, dim = interests.shape
     scores, rows = search.search(interests.reshape(users * k, dim), depth)
     scores, rows = scores.reshape(users, k, -1), rows.reshape(users, k, -1)
     all_shares = np.asarray(shares).tolist()
+    by_shares = [by_share] * users if isinstance(by_share, (int, float)) else list(by_share)
     out = []
     for j in range(users):
-        chosen = merge(rows[j].tolist(), scores[j], all_shares[j], excluded[j], top_n[j], by_share)
+        chosen = merge(rows[j].tolist(), scores[j], all_shares[j], excluded[j], top_n[j], by_shares[j])
         _, best_scores = best_interest(items, interests[j], chosen)
         order = np.argsort(-best_scores, kind="stable")
         out.append(([chosen[i] for i in order.tolist()], best_scores[order].tolist()))

@@ -60,6 +60,7 @@ class Query:
     diversity: DiversityRule | None = None
     retrieval: str = "aggregate"  # or "interests" (service.interests)
     interest_diversity: float = interests.DEFAULT_INTEREST_DIVERSITY
+    interest_merge: str = "shares"  # or "score": MIND / SINE-label's K*N merge (service.interests)
     explain: bool = False
 
 
@@ -261,7 +262,9 @@ class LoadedModel:
         wanted = [self._depth(queries[i], prepared[i][3]) for i in users]
         depth = min(max(w + len(prepared[i][2]) for w, i in zip(wanted, users, strict=True)), self.num_items)
         results = interests.retrieve(searcher, self.index.items, vectors, shares,
-                                     [prepared[i][2] for i in users], wanted, depth, self.by_share)
+                                     [prepared[i][2] for i in users], wanted, depth,
+                                     [interests.share_of_list(queries[i].interest_merge, self.by_share)
+                                      for i in users])
         for i, (rows, scores) in zip(users, results, strict=True):
             answers[i] = self._answer(queries[i], rows, scores, prepared[i][3], prepared[i][1],
                                       fallback=False)

@@ -54,6 +54,10 @@ class Diversity(_Body):
         return self
 
 
+INTEREST_ONLY = ("interest_diversity", "interest_merge")
+"""Request fields that only retrieval "interests" reads (422 with any other retrieval)."""
+
+
 class RecommendRequest(_Body):
     clicks: list[ItemId] = Field(default_factory=list, description="Raw item ids, oldest first.")
     user_id: ItemId | None = Field(
@@ -82,6 +86,13 @@ class RecommendRequest(_Body):
         "aggregation weight (eq. 7: the predicted next intention), m_k its share of the user's "
         "clicks (mean P(k|t), eq. 3). 0: by the weights (closest to aggregate); 1: by the clicks "
         "(each interest gets its share of the user's clicks, the mean of P(k|t)).")
+    interest_merge: Literal["shares", "score"] = Field(
+        "shares", description="retrieval \"interests\" only: how the K per-interest rankings become "
+        "one list. shares: divided among the interests by `interest_diversity` (above). score: "
+        "merged by score alone -- the K*N candidates (top_n from each interest) sorted by their "
+        "best inner product with an interest, each item once; MIND's and the paper's SINE-label "
+        "retrieval (section 4.5), the rule a model trained with `sine train --label-aware` is "
+        "evaluated with. `interest_diversity` does not apply to it.")
     explain: bool = Field(
         False, description="Add `interest` to every item (the interest whose vector has the largest "
         "inner product with it: slot, concept id, that product) and `interests` to the response "
@@ -98,15 +109,21 @@ class RecommendRequest(_Body):
             {"clicks": ["1002", "873"], "top_n": 20, "diversity": {"penalty": 0.5}},
             {"clicks": ["1002", "873", "4410", "52"], "top_n": 10, "retrieval": "interests",
              "interest_diversity": 0.5, "explain": True},
+            {"clicks": ["1002", "873", "4410", "52"], "top_n": 10, "retrieval": "interests",
+             "interest_merge": "score"},
         ]},
     )
 
     @model_validator(mode="after")
     def _diversity_needs_interests(self) -> RecommendRequest:
-        # an unset retrieval is the live model's default: the route checks it (check_outputs)
-        if "interest_diversity" in self.model_fields_set and self.retrieval == "aggregate":
-            raise ValueError('interest_diversity applies to retrieval "interests" only; add '
-                             '"retrieval": "interests" or leave interest_diversity out')
+        # an unset retrieval is the live model's default: the route checks it then (check_outputs)
+        for name in INTEREST_ONLY:
+            if name in self.model_fields_set and self.retrieval == "aggregate":
+                raise ValueError(f'{name} applies to retrieval "interests" only; add '
+                                 f'"retrieval": "interests" or leave {name} out')
+        if "interest_diversity" in self.model_fields_set and self.interest_merge == "score":
+            raise ValueError('interest_diversity does not apply to interest_merge "score" '
+                             '(the list is merged by score alone)')
         return self
 
 

@@ -86,6 +86,16 @@ def main_options(
 # --------------------------------------------------------------------------- train
 
 
+def _optional_type(name: str) -> type:
+    """The type X of a TrainConfig field annotated `X | None` (whose default None says nothing)."""
+    import typing
+
+    from trainer.config import TrainConfig
+
+    hint = typing.get_type_hints(TrainConfig)[name]
+    return next((t for t in typing.get_args(hint) if t is not type(None)), float)
+
+
 def _train_config_parameters() -> list[inspect.Parameter]:
     """One CLI option per TrainConfig field: help and default text come from the field."""
     from trainer.config import TrainConfig
@@ -94,9 +104,7 @@ def _train_config_parameters() -> list[inspect.Parameter]:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        # a None default: the type from the annotation ("str | None", "float | None")
-        base = {int: int, float: float, str: str, bool: bool}.get(
-            type(default), str if str(f.type).startswith("str") else float)
+        base = {int: int, float: float, str: str, bool: bool}.get(type(default)) or _optional_type(f.name)
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         if choices:
@@ -127,7 +135,6 @@ def train(
     item_col: str,
     time_col: str,
     sep: str | None,
-    attributes: Path | None = None,
     **overrides: Any,
 ) -> None:
     from sine.attributes import read_attribute_file
@@ -136,7 +143,8 @@ def train(
     from trainer.run import train_run
 
     config = _collect_config(config_file, overrides)
-    table = read_attribute_file(attributes) if attributes else None  # a bad file fails before training
+    # a bad file fails before training (--attributes is a TrainConfig key: SINE-cate reads it)
+    table = read_attribute_file(config.attributes) if config.attributes else None
     metrics = train_run(data, out, config, LogColumns(user_col, item_col, time_col), sep)
     if launched_rank() != 0:  # under torchrun: rank 0 wrote the run and reports it
         return
@@ -174,8 +182,6 @@ def _train_command() -> Callable[..., Any]:
                           default=typer.Option("timestamp", "--time-col", help="Name of the timestamp column (numbers or dates).", rich_help_panel="Data")),  # noqa: E501
         inspect.Parameter("sep", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP045
                           default=typer.Option(None, "--sep", help="Field separator (default: from the file name, ',' or tab).", rich_help_panel="Data")),  # noqa: E501
-        inspect.Parameter("attributes", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
-                          default=typer.Option(None, "--attributes", help="Item attribute file (CSV/Parquet: item_id plus columns such as category, brand, available; several labels as a|b): carried into the bundle for filters and diversity.", rich_help_panel="Data")),  # noqa: E501
     ]
     params = base + _train_config_parameters()
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

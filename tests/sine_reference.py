@@ -45,8 +45,9 @@ class Weights:
     assignment_tau: float
 
 
-def weights_of(model) -> Weights:
-    """The model's parameters, rearranged as the paper writes them."""
+def weights_of(model, C: torch.Tensor | None = None) -> Weights:
+    """The model's parameters, rearranged as the paper writes them (`C`: a concept pool to
+    use instead of the model's learned prototypes, e.g. `category_pool`'s for SINE-cate)."""
     cfg = model.config
     D, K = cfg.dim, cfg.interests
     ln = {}
@@ -56,7 +57,7 @@ def weights_of(model) -> Weights:
         H=model.item_embedding.weight.detach(),
         W1=model.w1.weight.detach().T,
         W2=model.w2.weight.detach()[0],
-        C=model.prototypes.detach(),
+        C=model.prototypes.detach() if C is None else C,
         W3=model.w3.weight.detach().T,
         W4=model.w4.weight.detach()[0],
         Wk1=[model.wk1.detach()[:, k * D : (k + 1) * D] for k in range(K)],
@@ -172,3 +173,40 @@ def covariance_loss(C: torch.Tensor) -> float:
                 m_ij = sum(centred[i][d] * centred[j][d] for d in range(D)) / D
                 total += m_ij**2
     return 0.5 * total
+
+
+def label_aware_vector(phi: torch.Tensor, h: torch.Tensor, p: int) -> torch.Tensor:
+    """MIND's label-aware attention (Li et al., CIKM 2019), the training vector of the
+    paper's SINE-label (section 4.5): v = sum_k softmax_k(pow(phi^k . h, p)) phi^k, with
+    h the embedding of the target item (the label). pow is read sign-preserving,
+    sign(x)|x|^p (the printed pow for p = 1, the default, and for positive x; an even p
+    would otherwise rank a strongly negative interest first): MIND's reading too."""
+    K = len(phi)
+
+    def power(x: torch.Tensor) -> torch.Tensor:
+        return torch.sign(x) * torch.abs(x) ** p
+
+    attention = softmax([power(torch.dot(phi[k], h)) for k in range(K)])
+    return sum(attention[k] * phi[k] for k in range(K))
+
+
+def category_pool(H: torch.Tensor, labels: dict[int, list[int]], L: int) -> torch.Tensor:
+    """SINE-cate's concept pool: row c = the mean of H_i over the items i labelled c
+    (`labels`: item index -> its category ids)."""
+    rows = []
+    for c in range(L):
+        members = [item for item, cats in labels.items() if c in cats]
+        rows.append(sum(H[item] for item in members) / len(members))
+    return torch.stack(rows)
+
+
+def merge_by_score(rankings: list[list[tuple[int, float]]], top_n: int,
+                   excluded: frozenset[int] = frozenset()) -> list[int]:
+    """MIND / SINE-label retrieval: the K*N candidates (K rankings of (item, score)) sorted
+    by score, each item once at its best score, excluded items dropped; the first top_n."""
+    best: dict[int, float] = {}
+    for ranking in rankings:
+        for item, score in ranking:
+            if item not in excluded and (item not in best or score > best[item]):
+                best[item] = score
+    return sorted(best, key=lambda item: -best[item])[:top_n]

@@ -26,6 +26,7 @@ from sine.bundle import (
     read_bundle,
 )
 from sine.encoder import OnnxEncoder, prepare_clicks
+from tests import sine_reference
 from tests.bundles import planted_two_interest_bundle, with_encoder_outputs
 from tests.test_service import client_for, sample_sequences
 from trainer.export import output_differences, parity_failures
@@ -127,6 +128,26 @@ def test_each_interest_fills_its_slots_and_leftovers_merge_by_score():
     assert interests.merge(rows, scores, shares, {0, 10}, 3, by_share=0.0) == [1, 2, 3]
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_score_merge_is_the_kn_candidates_sorted_by_score(seed):
+    """interest_merge "score" (MIND, SINE-label): a brute-force sort of the K*N candidates,
+    each item once at its best score, excluded items and the index's -1 padding dropped."""
+    rng = np.random.default_rng(seed)
+    k, depth, catalog = int(rng.integers(1, 6)), int(rng.integers(5, 30)), 40
+    scores = -np.sort(-rng.normal(size=(k, depth)).astype(np.float32), axis=1)
+    rows = [rng.choice(catalog, depth, replace=False).tolist() for _ in range(k)]
+    rows[0][-1] = -1  # a short result from the index
+    shares = rng.dirichlet(np.ones(k)).tolist()  # ignored by this rule
+    excluded = set(rng.choice(catalog, int(rng.integers(0, 10)), replace=False).tolist())
+    top_n = int(rng.integers(1, 25))
+    got = interests.merge(rows, scores, shares, excluded, top_n, interests.share_of_list("score"))
+    rankings = [[(r, float(s)) for r, s in zip(rows[j], scores[j], strict=True) if r >= 0] for j in range(k)]
+    assert got == sine_reference.merge_by_score(rankings, top_n, frozenset(excluded))
+    assert interests.share_of_list("shares") == 1.0
+    with pytest.raises(ValueError, match="interest_merge must be one of"):
+        interests.share_of_list("best")
+
+
 # ---------------------------------------------------------------- encoder outputs, parity
 
 
@@ -199,6 +220,20 @@ def test_one_search_for_every_user_and_interest(model, monkeypatch):
     assert sorted(calls) == [(1, model.bundle.dim), (5 * 4, model.bundle.dim)]
     assert answers[-1].fallback and not any(a.fallback for a in answers[:-1])
     assert all(len(a.item_ids) == q.top_n for a, q in zip(answers, queries, strict=True))
+
+
+def test_score_merge_answers_the_kn_candidates_sorted_by_score(model):
+    for clicks in known_clicks(model):
+        (answer,) = model.recommend([Query(clicks, top_n=20, retrieval="interests", interest_merge="score")])
+        rows = [model.row_of[i] for i in clicks][-model.max_len:]
+        outputs = model.encoder.encode_all(prepare_clicks([[r + 1 for r in rows]], model.max_len))
+        products = model.index.items @ outputs[INTEREST_VECTORS][0].T  # [M, K]
+        rankings = [sorted(enumerate(products[:, k].tolist()), key=lambda p: -p[1])
+                    for k in range(products.shape[1])]
+        clicked = frozenset(model.row_of[i] for i in clicks)
+        expected = sine_reference.merge_by_score(rankings, 20, clicked)
+        assert [model.row_of[i] for i in answer.item_ids] == expected
+        assert np.allclose(answer.scores, products[expected].max(axis=1), atol=1e-5)
 
 
 def test_interest_scores_are_best_inner_products_and_clicks_never_return(model):
@@ -328,6 +363,11 @@ def test_bad_options_are_refused_with_what_to_fix(client, flat_bundle):
              ({"retrieval": "interests", "interest_diversity": -0.1},
               "interest_diversity: Input should be greater than or equal to 0"),
              ({"interest_diversity": 0.3}, 'interest_diversity applies to retrieval "interests" only'),
+             ({"interest_merge": "score"}, 'interest_merge applies to retrieval "interests" only'),
+             ({"retrieval": "interests", "interest_merge": "best"},
+              "interest_merge: Input should be 'shares' or 'score'"),
+             ({"retrieval": "interests", "interest_merge": "score", "interest_diversity": 0.3},
+              'interest_diversity does not apply to interest_merge "score"'),
              ({"explain": "maybe"}, "explain: Input should be a valid boolean")]
     for extra, message in cases:
         status, body = post(client, {"clicks": clicks, **extra})
@@ -362,8 +402,10 @@ def test_interests_and_explanations_in_a_batch_equal_one_by_one(client, flat_bun
 def test_openapi_documents_retrieval_and_explanations(client):
     schema = client.get("/openapi.json").json()
     request = schema["components"]["schemas"]["RecommendRequest"]
-    for field in ("retrieval", "interest_diversity", "explain"):
+    for field in ("retrieval", "interest_diversity", "interest_merge", "explain"):
         assert len(request["properties"][field]["description"]) > 80, field
+    assert request["properties"]["interest_merge"]["enum"] == ["shares", "score"]
+    assert "K*N" in request["properties"]["interest_merge"]["description"]
     retrieval = request["properties"]["retrieval"]  # nullable: unset is the model's default
     assert next(a["enum"] for a in retrieval["anyOf"] if "enum" in a) == ["aggregate", "interests"]
     assert any(e.get("retrieval") == "interests" and e.get("explain") for e in request["examples"])

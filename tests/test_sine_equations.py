@@ -28,10 +28,13 @@ VARIANTS = [
 ]
 
 
-def random_sine(aggregation: str, tau: float, assignment_tau: float, seed: int = 0) -> SINE:
+def random_sine(aggregation: str, tau: float, assignment_tau: float, seed: int = 0,
+                **options) -> SINE:
+    """`options`: more SINEConfig fields (the ablations of tests/test_sine_ablations.py)."""
     torch.manual_seed(seed)
-    model = SINE(SINEConfig(num_items=30, dim=8, max_len=6, interests=3, prototypes=12,
-                            tau=tau, aggregation=aggregation, assignment_tau=assignment_tau))
+    model = SINE(SINEConfig(**{"num_items": 30, "dim": 8, "max_len": 6, "interests": 3, "prototypes": 12,
+                               "tau": tau, "aggregation": aggregation, "assignment_tau": assignment_tau,
+                               **options}))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("weight") and name.startswith("ln"):

@@ -10,8 +10,8 @@ import torch
 from sine.data.split import leave_one_out
 from sine.data.vocabulary import ItemVocabulary
 from trainer.config import TrainConfig
-from trainer.models import build_encoder, model_config
 from trainer.examples import training_examples
+from trainer.models import build_encoder, model_config
 from trainer.recent import recent_only
 from trainer.run import load_run, train_run, warm_start
 

@@ -61,6 +61,19 @@ class TrainConfig:
     attention_power: float = _f(
         2.0, "MIND: power p of the label-aware attention in training (eq. 9); inf: hard.")
     purpose_tau: float = _f(0.1, "MCPRN: temperature of the purpose router's softmax.")
+    label_aware: bool = _f(
+        False, "SINE-label (paper section 4.5): train with MIND's label-aware attention over the "
+        "K interests instead of eqs. (7)-(8); evaluate by the K*N per-interest candidates merged "
+        "by score.")
+    label_power: int = _f(1, "SINE-label: power p of MIND's attention softmax(pow(phi^k . h, p)).")
+    prototypes_from: str | None = _f(
+        None, "SINE-cate (paper section 4.5): the concept pool is this attribute's labels in "
+        "--attributes (one prototype per label: the mean embedding of its items); --prototypes "
+        "is then the number of labels.")
+    attributes: str | None = _f(
+        None, "Item attribute file (CSV/Parquet: item_id plus columns such as category, brand, "
+        "available; several labels as a|b): carried into the bundle for filters and diversity, "
+        "and the categories of --prototypes-from.")
     # SASRec
     layers: int = _f(2, "SASRec: self-attention blocks.")
     heads: int = _f(2, "SASRec: attention heads per block.")
@@ -143,6 +156,12 @@ class TrainConfig:
             raise SineError("--routing-iterations must be at least 1")
         if not self.attention_power >= 0:
             raise SineError("--attention-power must be >= 0 (inf: hard attention)")
+        if self.label_power < 0:
+            raise SineError("--label-power must not be negative")
+        if self.prototypes_from and not self.attributes:
+            raise SineError("--prototypes-from needs --attributes FILE (the item attribute file)")
+        if (self.label_aware or self.prototypes_from) and self.model != "sine":
+            raise SineError("--label-aware and --prototypes-from are options of --model sine")
         for name in ("tau", "assignment_tau", "purpose_tau"):
             if getattr(self, name) <= 0:
                 raise SineError(f"--{name.replace('_', '-')} must be positive")

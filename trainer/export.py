@@ -204,7 +204,7 @@ def concept_pool(encoder: SequenceEncoder) -> dict[str, np.ndarray]:
     with when that is not the exported item table (untied); nothing for other models."""
     if not isinstance(encoder, SINE):
         return {}
-    pool = {"concepts": encoder.prototypes.detach().cpu().numpy()}
+    pool = {"concepts": encoder.concept_pool().detach().cpu().numpy()}
     if encoder.output_embedding is not None:
         pool["concept_items"] = encoder.item_embedding.weight[1:].detach().cpu().numpy()
     return pool

@@ -185,8 +185,15 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
         result = FitResult(best_epoch=0, epochs=0)
     else:
         arch = model_config(config, data.num_items)
+        categories = None
+        if config.prototypes_from:  # SINE-cate: the concept pool is the items' categories
+            categories = category_pairs(config, data.vocabulary.ids)
+            arch.update(prototypes=len(categories[2]), category_pairs=len(categories[0]))
+            info["categories"] = categories[2]
         info["architecture"] = arch
         encoder = build_encoder(config.model, arch)
+        if categories is not None:
+            encoder.set_categories(torch.as_tensor(categories[0]), torch.as_tensor(categories[1]))
         if config.init_from:
             warm_start(encoder, data.vocabulary, Path(config.init_from))
 
@@ -260,6 +267,28 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
     return metrics
 
 
+def category_pairs(config: TrainConfig, items: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """SINE-cate's (item index, category) pairs from --attributes' --prototypes-from column,
+    and the category names: the labels that at least one catalog item carries (L of them)."""
+    from sine import attributes as item_attributes
+
+    assert config.attributes and config.prototypes_from
+    table = item_attributes.read_attribute_file(config.attributes)
+    if config.prototypes_from not in table:
+        raise SineError(f"{config.attributes}: no attribute {config.prototypes_from!r} for "
+                        f"--prototypes-from (it has: {', '.join(sorted(table)) or 'none'})")
+    column = item_attributes.align({config.prototypes_from: table[config.prototypes_from]},
+                                   items).columns[config.prototypes_from]
+    used, categories = np.unique(column.codes, return_inverse=True)
+    if len(used) < config.interests:
+        raise SineError(f"{config.attributes}: {len(used)} {config.prototypes_from} labels on the "
+                        f"catalog's items, fewer than --interests (K={config.interests})")
+    rows = column.row_of_pair() + 1  # item index = row + 1 (0 is padding)
+    log.info("SINE-cate: %d labels of %r as prototypes, %d of %d items labelled", len(used),
+             config.prototypes_from, len(np.unique(rows)), len(items))
+    return rows, categories.astype(np.int64), [column.values[c] for c in used]
+
+
 def warm_start(encoder: SequenceEncoder, vocabulary: ItemVocabulary, run_dir: Path) -> None:
     """Initialise `encoder` from a trained run: same-shaped weights are copied, item rows
     are matched by raw item id (new items keep their random initialisation)."""
@@ -274,7 +303,7 @@ def warm_start(encoder: SequenceEncoder, vocabulary: ItemVocabulary, run_dir: Pa
     with torch.no_grad():
         for name, tensor in state.items():
             previous = old_state.get(name)
-            if previous is None:
+            if previous is None or name.startswith("category_"):  # SINE-cate: this catalog's own
                 continue
             if name.endswith(("item_embedding.weight", "output_embedding.weight")):
                 new_rows = torch.arange(1, len(rows) + 1)[known]

@@ -30,6 +30,7 @@ class Requested(Protocol):
     exclude_clicked: bool
     retrieval: str
     interest_diversity: float
+    interest_merge: str
     explain: bool
 
 
@@ -82,7 +83,8 @@ async def queries_for(store: HistoryStore, requests: Sequence[Requested]) -> lis
                 history = "merged" if previous else "empty"
                 clicks = merge_history(previous, clicks)
         out.append((Query(clicks, r.top_n, r.exclude, r.exclude_clicked, retrieval=r.retrieval,
-                          interest_diversity=r.interest_diversity, explain=r.explain), history))
+                          interest_diversity=r.interest_diversity, interest_merge=r.interest_merge,
+                          explain=r.explain), history))
     return out
 
 

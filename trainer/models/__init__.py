@@ -33,7 +33,8 @@ def model_config(config: TrainConfig, num_items: int) -> dict[str, Any]:
             interests=config.interests, prototypes=config.prototypes, tau=config.tau,
             aggregation=config.aggregation, assignment_tau=config.assignment_tau,
             reg_weight=config.reg_weight, dropout=config.embedding_dropout,
-            tied=config.tied_embeddings,
+            tied=config.tied_embeddings, label_aware=config.label_aware,
+            label_power=config.label_power,
         )
     elif config.model == "sasrec":
         cfg = SASRecConfig(

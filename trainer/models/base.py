@@ -8,6 +8,7 @@ also the input embedding (tied, as in SASRec and in the paper's eq. (9)).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,46 @@ def recency_positions(seq_len: int, device: torch.device) -> torch.Tensor:
     return (seq_len - 1) - torch.arange(seq_len, device=device)
 
 
+def signed_power(x: torch.Tensor, p: float) -> torch.Tensor:
+    """sign(x) |x|^p: MIND's pow(., p) (its eq. 9) kept monotone for the negative inner
+    products a dot product can take; the printed formula for positive x and for p = 1."""
+    return torch.sign(x) * x.abs().pow(p)
+
+
+def label_aware_attention(interests: torch.Tensor, label: torch.Tensor, power: float,
+                          active: torch.Tensor | None = None) -> torch.Tensor:
+    """MIND's label-aware attention (Li et al., CIKM 2019, eq. 9), the training vector of
+    MIND and of the paper's SINE-label: v = sum_k softmax_k(pow(v_k . e_label, p)) v_k.
+
+    `interests` [B, K, D], `label` [B, D] (the target item's embedding), `active` [B, K]
+    (MIND's dynamic interest number; all by default); p = inf is hard attention (argmax).
+    """
+    scores = (interests @ label.unsqueeze(-1)).squeeze(-1)  # [B, K]
+    if active is None:
+        active = torch.ones_like(scores, dtype=torch.bool)
+    if math.isinf(power):
+        best = scores.masked_fill(~active, -math.inf).argmax(-1)
+        attention = nn.functional.one_hot(best, interests.shape[1]).to(interests.dtype)
+    else:
+        attention = torch.softmax(signed_power(scores, power).masked_fill(~active, -math.inf), dim=-1)
+    return (attention.unsqueeze(1) @ interests).squeeze(1)
+
+
+def best_interest_scores(interests: torch.Tensor, table: torch.Tensor,
+                         active: torch.Tensor | None = None) -> torch.Tensor:
+    """max_k <v_k, e_i> over the (active) interests for every item, [B, M + 1]: the ranking
+    whose top-N is the K*N per-interest candidates merged by score (MIND, SINE-label).
+    One [B, M + 1] product at a time, so memory stays that of one list."""
+    best = None
+    for k in range(interests.shape[1]):
+        scores = interests[:, k] @ table.T
+        if active is not None:
+            scores = scores.masked_fill(~active[:, k : k + 1], -math.inf)
+        best = scores if best is None else torch.maximum(best, scores)
+    assert best is not None
+    return best
+
+
 class SequenceEncoder(nn.Module):
     """Base class: the item table and the scoring every model shares."""
 
@@ -60,12 +101,13 @@ class SequenceEncoder(nn.Module):
 
     def training_vector(self, out: EncoderOutput, targets: torch.Tensor) -> torch.Tensor:
         """The user vector the likelihood scores during training ([B, D]); a model whose
-        training vector depends on the label (MIND's label-aware attention) overrides it."""
+        training vector depends on the label (MIND's label-aware attention, SINE-label)
+        overrides it."""
         return out.user_vector
 
     def score_items(self, out: EncoderOutput) -> torch.Tensor:
         """Scores over all item indices, padding column included ([B, M + 1]), as the model
-        ranks at inference; a model served by several vectors (MIND) overrides it."""
+        ranks at inference; a model served by several vectors (MIND, SINE-label) overrides it."""
         return out.user_vector @ self.item_table().T
 
     def regularization(self) -> torch.Tensor:

@@ -65,7 +65,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainer.models.base import EncoderOutput, SequenceEncoder, padding_mask, recency_positions
+from trainer.models.base import (
+    EncoderOutput,
+    SequenceEncoder,
+    best_interest_scores,
+    label_aware_attention,
+    padding_mask,
+    recency_positions,
+)
 
 ROUTING_SIGMA = 1.0
 """Standard deviation of Algorithm 1's initial routing logits (the paper gives none)."""
@@ -89,11 +96,6 @@ def squash(z: torch.Tensor) -> torch.Tensor:
     """Eq. (5): |z|^2 / (1 + |z|^2) * z / |z|, written as z |z| / (1 + |z|^2) (0 at z = 0)."""
     squared = z.pow(2).sum(-1, keepdim=True)
     return z * torch.sqrt(squared + SQUASH_EPS) / (1.0 + squared)
-
-
-def signed_power(x: torch.Tensor, p: float) -> torch.Tensor:
-    """sign(x) |x|^p (eq. 9's pow; see the module docstring)."""
-    return torch.sign(x) * x.abs().pow(p)
 
 
 def active_capsules(clicks: torch.Tensor, interests: int, dynamic: bool) -> torch.Tensor:
@@ -175,23 +177,9 @@ class MIND(SequenceEncoder):
 
     def training_vector(self, out: EncoderOutput, targets: torch.Tensor) -> torch.Tensor:
         """Eq. (9): v_u = V_u softmax(pow(V_u^T e_target, p)) over the active capsules."""
-        V, active = out.extras["interest_vectors"], out.extras["active"]
-        scores = (V @ self.item_table()[targets].unsqueeze(-1)).squeeze(-1)  # [B, K]
-        p = self.config.attention_power
-        if math.isinf(p):
-            attention = nn.functional.one_hot(scores.masked_fill(~active, -math.inf).argmax(-1), V.shape[1])
-            attention = attention.to(V.dtype)
-        else:
-            attention = torch.softmax(signed_power(scores, p).masked_fill(~active, -math.inf), dim=-1)
-        return (attention.unsqueeze(1) @ V).squeeze(1)
+        return label_aware_attention(out.extras["interest_vectors"], self.item_table()[targets],
+                                     self.config.attention_power, out.extras["active"])
 
     def score_items(self, out: EncoderOutput) -> torch.Tensor:
         """Section 4.5: max_k <v_k, e_i> over the active interests, [B, M + 1]."""
-        V, active = out.extras["interest_vectors"], out.extras["active"]
-        table = self.item_table()
-        best = None
-        for k in range(V.shape[1]):  # one [B, M + 1] product at a time: memory of one list
-            scores = (V[:, k] @ table.T).masked_fill(~active[:, k : k + 1], -math.inf)
-            best = scores if best is None else torch.maximum(best, scores)
-        assert best is not None
-        return best
+        return best_interest_scores(out.extras["interest_vectors"], self.item_table(), out.extras["active"])

@@ -29,6 +29,26 @@ Choices where the paper is ambiguous or silent (also listed in docs/model.md):
   scale. docs/model.md lists both with their measured effect.
 * **Eq. (10).** C-bar is each prototype's mean over its D coordinates: M is the L x L
   covariance between prototypes with the D coordinates as samples (DeCov, ref. [5]).
+
+The two ablations of the paper's section 4.5 (Table 6), both off by default:
+
+* **SINE-label** (`label_aware`): "adopting label-aware attention in [24] (MIND) for
+  training". The loss of eq. (9) scores the catalog with MIND's label-aware user vector
+  v^u = sum_k softmax_k(pow(phi^k . H_target, p)) phi^k (MIND's label-aware attention
+  layer, Li et al. CIKM 2019; p = `label_power`) instead of eqs. (7)-(8), which then take
+  no part in training. At inference there is no label: "SINE-label first independently retrieves K*N candidate
+  items based on K embedding vectors and then outputs the final top-N recommendation
+  list by sorting K*N items" -- `score_items` scores an item by its best inner product
+  over the K interests, whose top-N is exactly that merge (an item in the merged top-N
+  is in the top-N of the interest that scores it best).
+* **SINE-cate** (`category_pairs` > 0): "using the category attributes as prototypes".
+  The paper says no more; we read it as: the concept pool C of eq. (2) has one row per
+  category, row c the mean of the item embeddings H_i of the items labelled c. The
+  pool is a fixed function of H (set by `set_categories`, stored as buffers): there is
+  no free prototype parameter to learn, so the clustering of items into concepts is the
+  categories' and never changes, while the rows move with H as the items do. The
+  covariance regulariser of eqs. (10)-(11), which decorrelates *learned* prototypes, is
+  off (applied to category means it would push the item embeddings apart instead).
 """
 
 from __future__ import annotations
@@ -43,6 +63,8 @@ from torch import nn
 from trainer.models.base import (
     EncoderOutput,
     SequenceEncoder,
+    best_interest_scores,
+    label_aware_attention,
     padding_mask,
     recency_positions,
 )
@@ -77,6 +99,9 @@ class SINEConfig:
     reg_weight: float = 0.5  # lambda of eq. (11)
     dropout: float = 0.0  # on item embeddings during training (not in the paper; off)
     tied: bool = True  # the input embedding table is H, the table of eq. (9)
+    label_aware: bool = False  # SINE-label: MIND's label-aware attention in the loss
+    label_power: int = 1  # p of MIND's pow(phi^k . H_target, p)
+    category_pairs: int = 0  # SINE-cate: (item, category) pairs defining C; 0: learned C
 
 
 class SINE(SequenceEncoder):
@@ -88,14 +113,23 @@ class SINE(SequenceEncoder):
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {config.aggregation!r}")
         if config.tau <= 0 or config.assignment_tau <= 0:
             raise ValueError("the temperatures tau and assignment_tau must be positive")
+        if config.label_power < 0 or config.category_pairs < 0:
+            raise ValueError("label_power and category_pairs must not be negative")
         self.config = config
         D, K, L = config.dim, config.interests, config.prototypes
         self.dropout = nn.Dropout(config.dropout)
         # eq. (1): self-attentive pooling of the sequence into a concept query z_u
         self.w1 = nn.Linear(D, D, bias=False)
         self.w2 = nn.Linear(D, 1, bias=False)
-        # eq. (2): the concept pool C (L prototypes)
-        self.prototypes = nn.Parameter(torch.empty(L, D))
+        # eq. (2): the concept pool C (L prototypes): learned, or SINE-cate's category means
+        if config.category_pairs:
+            self.prototypes = None
+            P = config.category_pairs
+            self.register_buffer("category_items", torch.zeros(P, dtype=torch.long))
+            self.register_buffer("category_ids", torch.zeros(P, dtype=torch.long))
+            self.register_buffer("category_sizes", torch.ones(L))
+        else:
+            self.prototypes = nn.Parameter(torch.empty(L, D))
         # eq. (3): intention assignment
         self.w3 = nn.Linear(D, D, bias=False)  # shared with eq. (6)
         self.ln1 = nn.LayerNorm(D, eps=LAYER_NORM_EPS)
@@ -129,9 +163,51 @@ class SINE(SequenceEncoder):
             self.wk2,
         ):
             nn.init.normal_(weight, std=std)
-        nn.init.normal_(self.prototypes, std=1.0 / math.sqrt(self.config.dim))
+        if self.prototypes is not None:
+            nn.init.normal_(self.prototypes, std=1.0 / math.sqrt(self.config.dim))
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
+
+    def set_categories(self, items: torch.Tensor, categories: torch.Tensor) -> None:
+        """SINE-cate: item index `items[j]` carries category `categories[j]` (0..L-1).
+
+        Every category must have an item (an empty one would have no prototype).
+        """
+        L, P = self.config.prototypes, self.config.category_pairs
+        if not P or len(items) != P or len(categories) != P:
+            raise ValueError(f"expected {P} (item, category) pairs, got {len(items)}")
+        sizes = torch.bincount(categories, minlength=L).to(self.category_sizes)
+        if len(sizes) != L or bool((sizes == 0).any()):
+            raise ValueError(f"every one of the {L} categories needs at least one item")
+        with torch.no_grad():
+            self.category_items.copy_(items)
+            self.category_ids.copy_(categories)
+            self.category_sizes.copy_(sizes)
+
+    def concept_pool(self) -> torch.Tensor:
+        """C of eq. (2), [L, D]: the learned prototypes, or (SINE-cate) each category's mean
+        item embedding, sum over its items of H_i divided by their number."""
+        if self.prototypes is not None:
+            return self.prototypes
+        H = self.item_embedding.weight
+        sums = H.new_zeros(self.config.prototypes, H.shape[1]).index_add(
+            0, self.category_ids, H[self.category_items])
+        return sums / self.category_sizes.unsqueeze(-1)
+
+    def training_vector(self, out: EncoderOutput, targets: torch.Tensor) -> torch.Tensor:
+        """The vector the loss scores the catalog with: v^u of eq. (8), or (SINE-label)
+        MIND's label-aware attention sum_k softmax_k(pow(phi^k . H_target, p)) phi^k."""
+        if not self.config.label_aware:
+            return out.user_vector
+        return label_aware_attention(out.extras["interest_vectors"], self.item_table()[targets],
+                                     self.config.label_power)
+
+    def score_items(self, out: EncoderOutput) -> torch.Tensor:
+        """Scores over all item indices; SINE-label: an item's best inner product over the
+        K interests, so that the top-N is the K*N per-interest candidates merged by score."""
+        if not self.config.label_aware:
+            return super().score_items(out)
+        return best_interest_scores(out.extras["interest_vectors"], self.item_table())
 
     def forward(self, clicks: torch.Tensor) -> EncoderOutput:
         cfg = self.config
@@ -147,9 +223,10 @@ class SINE(SequenceEncoder):
         z = (a.transpose(1, 2) @ X).squeeze(1)  # [B, D]
 
         # eq. (2) s^u = <C, z_u>; idx = rank(s^u, K); C^u = C(idx,:) * sigmoid(s^u(idx))
-        s = z @ self.prototypes.T  # [B, L]
+        C = self.concept_pool()  # [L, D]
+        s = z @ C.T  # [B, L]
         top_scores, idx = torch.topk(s, K, dim=1)  # [B, K], K distinct indices
-        Cu = self.prototypes[idx] * torch.sigmoid(top_scores).unsqueeze(-1)  # [B, K, D]
+        Cu = C[idx] * torch.sigmoid(top_scores).unsqueeze(-1)  # [B, K, D]
 
         # eq. (3) intention assignment P_{k|t} = softmax_k(cos(LN_1(X_t W3), LN_2(C^u_k)) / tau_3)
         items_side = F.normalize(self.ln1(self.w3(X)), dim=-1)  # [B, S, D]
@@ -201,11 +278,15 @@ class SINE(SequenceEncoder):
         # ||M||_F^2 = ||A^T A||_F^2 / D^2 with A = C - C_bar (a D x D product, L/D times
         # cheaper), and diag(M)_i = ||A_i||^2 / D.
         D = self.config.dim
-        centred = self.prototypes - self.prototypes.mean(dim=1, keepdim=True)
+        C = self.concept_pool()
+        centred = C - C.mean(dim=1, keepdim=True)
         frobenius = (centred.T @ centred).pow(2).sum() / D**2
         diagonal = (centred.pow(2).sum(dim=1) / D).pow(2).sum()
         return 0.5 * (frobenius - diagonal)
 
     def regularization(self) -> torch.Tensor:
-        """eq. (11): the lambda-weighted covariance term added to the likelihood loss."""
+        """eq. (11): the lambda-weighted covariance term added to the likelihood loss
+        (none for SINE-cate, whose prototypes are not learned: module docstring)."""
+        if self.prototypes is None:
+            return super().regularization()
         return self.config.reg_weight * self.covariance_loss()

@@ -16,6 +16,7 @@ from service.core.config import Settings
 from service.recommender import Answer, LoadedModel, Query
 from service.schemas import (
     FILTER_ERROR_EXAMPLE,
+    INTEREST_ONLY,
     BatchRequest,
     BatchResponse,
     RecommendRequest,
@@ -88,9 +89,10 @@ def check_outputs(body: RecommendRequest, model: LoadedModel, where: str = "") -
     An unset retrieval becomes the model's default (`LoadedModel.default_retrieval`)."""
     if body.retrieval is None:
         body.retrieval = model.default_retrieval
-        if "interest_diversity" in body.model_fields_set and body.retrieval != "interests":
-            raise HTTPException(422, f'{where}interest_diversity applies to retrieval "interests" only; '
-                                     'add "retrieval": "interests" or leave interest_diversity out')
+        for name in INTEREST_ONLY:
+            if name in body.model_fields_set and body.retrieval != "interests":
+                raise HTTPException(422, f'{where}{name} applies to retrieval "interests" only; add '
+                                         f'"retrieval": "interests" or leave {name} out')
     missing = model.missing_outputs(body.retrieval, body.explain)
     if missing:
         asked = "explain" if body.explain else 'retrieval "interests"'

@@ -1,0 +1,230 @@
+"""The paper's Table 6 ablations (section 4.5) against literal transcriptions.
+
+SINE-label: MIND's label-aware attention in the training loss, and the K*N per-interest
+candidates merged by score at evaluation. SINE-cate: the concept pool is the item
+categories (each row the mean embedding of a category's items), fixed in definition
+through training. Both are off by default, and the default model is unchanged by them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sine.errors import SineError
+from tests import sine_reference as ref
+from tests.test_sine_equations import TOLERANCE, random_sine
+from trainer.config import TrainConfig
+from trainer.fit import train_step
+from trainer.loss import full_softmax_loss
+from trainer.models.sine import SINEConfig
+
+
+@pytest.fixture(scope="module")
+def clicks() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    batch = torch.randint(1, 31, (6, 6), generator=g)
+    for row, pad in enumerate([0, 1, 2, 4, 5, 3]):  # row 4: a single click
+        batch[row, :pad] = 0
+    return batch
+
+
+TARGETS = torch.tensor([3, 30, 7, 7, 12, 1])
+
+
+def label_model(power: int, seed: int = 0):
+    model = random_sine("cosine", 0.5, 1.0, seed=seed, label_aware=True, label_power=power)
+    with torch.no_grad():  # dot products phi^k . h of order 1: pow(., p) leaves softmax unsaturated
+        model.item_embedding.weight.mul_(0.25)
+    return model
+
+
+def literal_label_vectors(model, clicks, targets) -> torch.Tensor:
+    w = ref.weights_of(model)
+    rows = []
+    for row, target in zip(clicks.tolist(), targets.tolist(), strict=True):
+        phi = ref.forward_user(w, [c for c in row if c > 0])["interest_vectors"]
+        rows.append(ref.label_aware_vector(phi, w.H[target], model.config.label_power))
+    return torch.stack(rows)
+
+
+# ------------------------------------------------------------------------------ SINE-label
+
+
+@pytest.mark.parametrize("power", [1, 2, 3])
+def test_label_aware_vector_equals_mind_attention_literally(power, clicks):
+    model = label_model(power)
+    out = model(clicks)
+    expected = literal_label_vectors(model, clicks, TARGETS)
+    torch.testing.assert_close(model.training_vector(out, TARGETS), expected, rtol=TOLERANCE, atol=TOLERANCE)
+    # not blind: the label's attention is neither one-hot nor uniform over the interests
+    phi, h = out.extras["interest_vectors"], model.item_table()[TARGETS]
+    attention = torch.softmax((phi @ h.unsqueeze(-1)).squeeze(-1).pow(power), dim=-1)
+    assert attention.max() < 0.99 and (attention.max(-1).values > 0.4).any()
+
+
+def test_the_training_loss_scores_the_catalog_with_the_label_aware_vector(clicks):
+    model = label_model(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, optimizer, full_softmax_loss, clicks, TARGETS, bf16=False).item()
+    H = model.item_table().detach()
+    expected = ref.full_softmax_loss(H, literal_label_vectors(model, clicks, TARGETS), TARGETS.tolist())
+    expected += model.regularization().item()
+    assert loss == pytest.approx(expected, rel=1e-9)
+    plain = ref.full_softmax_loss(H, model(clicks).user_vector.detach(), TARGETS.tolist())
+    assert abs(plain + model.regularization().item() - loss) > 1e-5  # far above rel=1e-9: eq. (8) differs
+
+
+def test_label_aware_scores_are_the_kn_candidates_merged_by_score(clicks):
+    model = label_model(1)
+    top_n = 5
+    scores = model.score_items(model(clicks))  # [B, M + 1]
+    phi = model(clicks).extras["interest_vectors"].detach()
+    H = model.item_table().detach()
+    for b in range(len(clicks)):
+        rankings = []
+        for k in range(model.config.interests):  # N candidates from each interest, by phi^k . H_i
+            products = [(i, float(torch.dot(phi[b, k], H[i]))) for i in range(1, len(H))]
+            rankings.append(sorted(products, key=lambda p: -p[1])[:top_n])
+        got = torch.topk(scores[b, 1:], top_n).indices + 1
+        assert got.tolist() == ref.merge_by_score(rankings, top_n), f"user {b}"
+
+
+def test_defaults_are_unchanged_by_the_ablation_options(clicks):
+    assert not SINEConfig(num_items=3).label_aware and SINEConfig(num_items=3).category_pairs == 0
+    config = TrainConfig()
+    assert not config.label_aware and config.prototypes_from is None and config.attributes is None
+    model = random_sine("cosine", 0.5, 1.0)
+    out = model(clicks)
+    assert torch.equal(model.training_vector(out, TARGETS), out.user_vector)
+    torch.testing.assert_close(model.score_items(out), out.user_vector @ model.item_table().T)
+
+
+# ------------------------------------------------------------------------------ SINE-cate
+
+LABELS = {i: sorted({i % 5, (i * 7) % 5}) for i in range(1, 31)}  # item -> 1 or 2 of 5 categories
+
+
+def cate_model():
+    pairs = [(item, c) for item, cats in LABELS.items() for c in cats]
+    model = random_sine("cosine", 0.5, 1.0, prototypes=5, category_pairs=len(pairs), reg_weight=0.5)
+    model.set_categories(torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]))
+    return model
+
+
+def test_category_prototypes_are_the_category_means_and_the_forward_pass_uses_them(clicks):
+    model = cate_model()
+    assert model.prototypes is None and "prototypes" not in dict(model.named_parameters())
+    H = model.item_embedding.weight.detach()
+    C = ref.category_pool(H, LABELS, 5)
+    torch.testing.assert_close(model.concept_pool(), C, rtol=TOLERANCE, atol=TOLERANCE)
+    w = ref.weights_of(model, C=C)
+    out = model(clicks)
+    for b, row in enumerate(clicks.tolist()):
+        expected = ref.forward_user(w, [c for c in row if c > 0])
+        torch.testing.assert_close(out.user_vector[b], expected["user_vector"], rtol=TOLERANCE, atol=TOLERANCE)
+        assert out.extras["concepts"][b].tolist() == expected["concepts"]
+    assert model.regularization().item() == 0.0  # no learned prototypes to decorrelate
+
+
+def test_category_prototypes_stay_the_category_definition_through_training(clicks):
+    model = cate_model()
+    before = {name: buf.clone() for name, buf in model.named_buffers()}
+    H0 = model.item_embedding.weight.detach().clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(3):
+        train_step(model, optimizer, full_softmax_loss, clicks, TARGETS, bf16=False)
+    H = model.item_embedding.weight.detach()
+    assert (H - H0).abs().max() > 1e-3  # the items moved ...
+    for name, buf in model.named_buffers():  # ... the categories did not
+        assert torch.equal(buf, before[name]), name
+    torch.testing.assert_close(model.concept_pool(), ref.category_pool(H, LABELS, 5),
+                               rtol=TOLERANCE, atol=TOLERANCE)
+
+
+def test_set_categories_refuses_an_empty_category():
+    model = random_sine("cosine", 0.5, 1.0, prototypes=4, category_pairs=3)
+    with pytest.raises(ValueError, match="needs at least one item"):
+        model.set_categories(torch.tensor([1, 2, 3]), torch.tensor([0, 1, 2]))
+
+
+def test_categories_come_from_the_attribute_file(tmp_path):
+    from trainer.run import category_pairs
+
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,genre,brand\na,x|y,p\nb,y,p\nc,,q\nd,z,q\n")
+    config = TrainConfig(interests=2, prototypes_from="genre", attributes=str(path))
+    rows, cats, names = category_pairs(config, ["a", "b", "c"])  # d is not in the catalog
+    assert names == ["x", "y"]  # z labels no catalog item: no prototype
+    assert sorted(zip(rows.tolist(), [names[c] for c in cats], strict=True)) == [(1, "x"), (1, "y"), (2, "y")]
+    with pytest.raises(SineError, match="no attribute 'colour'.*brand, genre"):
+        category_pairs(TrainConfig(interests=2, prototypes_from="colour", attributes=str(path)), ["a"])
+    with pytest.raises(SineError, match="fewer than --interests"):
+        category_pairs(TrainConfig(interests=3, prototypes_from="genre", attributes=str(path)), ["a", "b"])
+    with pytest.raises(SineError, match="needs --attributes"):
+        TrainConfig(prototypes_from="genre")
+    with pytest.raises(SineError, match="options of --model sine"):
+        TrainConfig(model="sasrec", label_aware=True)
+
+
+def test_a_sine_cate_run_reloads_with_its_categories(tmp_path, synthetic_csv, attributes_csv):
+    from trainer.run import load_run, train_run
+
+    config = TrainConfig(model="sine", dim=8, interests=3, epochs=1, batch_size=256, seed=0,
+                         prototypes_from="category", attributes=str(attributes_csv), threads=1)
+    train_run(synthetic_csv, tmp_path / "run", config)
+    run = load_run(tmp_path / "run")
+    frame = __import__("pandas").read_csv(attributes_csv, dtype=str)
+    names = sorted(frame["category"].unique())
+    assert run.info["categories"] == names and run.encoder.config.prototypes == len(names)
+    labels = {run.vocabulary.index_of(item): [names.index(c)]
+              for item, c in zip(frame["item_id"], frame["category"], strict=True)
+              if run.vocabulary.index_of(item) > 0}
+    H = run.encoder.item_embedding.weight.detach()
+    torch.testing.assert_close(run.encoder.concept_pool(), ref.category_pool(H, labels, len(names)))
+    assert np.isfinite(run.metrics["test"]["hr@10"])
+
+
+def test_cli_takes_the_ablation_options_as_text_and_explains_what_is_missing(tmp_path):
+    """`--prototypes-from` (and `--init-from`) default to None: their type comes from the
+    annotation (`str | None`), not from the default (it once parsed them as numbers)."""
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\nu,a,1\nu,b,2\nu,c,3\n")
+    result = CliRunner().invoke(app, ["train", "-d", str(log), "-o", str(tmp_path / "run"),
+                                      "--prototypes-from", "categories"])
+    assert result.exit_code == 2 and "--prototypes-from needs --attributes FILE" in result.output, result.output
+    result = CliRunner().invoke(app, ["train", "-d", str(log), "-o", str(tmp_path / "run"),
+                                      "--label-aware", "--model", "sasrec"])
+    assert result.exit_code == 2 and "options of --model sine" in result.output, result.output
+
+
+def test_a_warm_started_sine_cate_run_keeps_its_own_categories(tmp_path):
+    """Warm start copies weights, never the old run's categories (same shapes, other labels)."""
+    from sine.data.synthetic import SyntheticSpec, synthetic_items, synthetic_log
+    from trainer.run import category_pairs, load_run, train_run
+
+    spec = SyntheticSpec(num_users=80, num_items=40, num_groups=5, seed=2)
+    log = tmp_path / "log.csv"
+    synthetic_log(spec).to_csv(log, index=False)
+    items = synthetic_items(spec)
+    items.to_csv(tmp_path / "items.csv", index=False)
+    names = sorted(items["category"].unique())
+    items["category"] = items["category"].map(dict(zip(names, names[1:] + names[:1], strict=True)))
+    items.to_csv(tmp_path / "relabelled.csv", index=False)
+    options = {"model": "sine", "dim": 8, "interests": 3, "epochs": 1, "batch_size": 256, "threads": 1,
+               "max_len": 5, "prototypes_from": "category"}
+    train_run(log, tmp_path / "old", TrainConfig(**options, attributes=str(tmp_path / "items.csv")))
+    config = TrainConfig(**options, attributes=str(tmp_path / "relabelled.csv"), init_from=str(tmp_path / "old"))
+    train_run(log, tmp_path / "new", config)
+    new = load_run(tmp_path / "new")
+    rows, cats, _ = category_pairs(config, new.vocabulary.ids)
+    assert new.encoder.category_items.tolist() == rows.tolist()
+    assert new.encoder.category_ids.tolist() == cats.tolist()
+    old = load_run(tmp_path / "old").encoder
+    assert old.category_items.shape == new.encoder.category_items.shape  # the case that could copy
+    assert old.category_ids.tolist() != new.encoder.category_ids.tolist()
