@@ -1,7 +1,7 @@
 """The paper's Table 1 on our data: models x datasets x {HR, NDCG}@{20, 50}, several seeds.
 
     .venv/bin/python bench/paper_table.py --datasets ml-100k \\
-        --models pop gru4rec caser sasrec sine --seeds 0 1 2 --jobs 2 --threads 1
+        --models pop gru4rec caser sasrec sine mind mcprn --seeds 0 1 2 --jobs 2 --threads 1
     .venv/bin/python bench/paper_table.py --summary-only      # redraw md + png from the JSONL
 
 Rows are models, columns datasets x {HR@20, HR@50, NDCG@20, NDCG@50}, as in Tan et al.

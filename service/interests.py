@@ -96,8 +96,8 @@ def missing_outputs(outputs: Sequence[str], retrieval: str, explain: bool) -> li
 
 def default_retrieval(manifest: dict, outputs: Sequence[str]) -> str:
     """The retrieval a request that names none gets: the manifest's ``default_retrieval``
-    ("interests" for MIND, whose paper serves K vectors and has no single user vector at
-    inference; trainer/export.py), else "aggregate". Checked when the bundle loads."""
+    ("interests" for MIND and SINE-label, trained for the K*N merge; trainer/export.py),
+    else "aggregate". Checked when the bundle loads."""
     value = manifest.get("default_retrieval", "aggregate")
     if value not in RETRIEVALS:
         raise BundleError(f"the manifest's default_retrieval {value!r} is not one of {', '.join(RETRIEVALS)}")
@@ -108,11 +108,22 @@ def default_retrieval(manifest: dict, outputs: Sequence[str]) -> str:
     return value
 
 
-def capabilities(outputs: Sequence[str], default: str = "aggregate") -> dict:
+def default_interest_merge(manifest: dict) -> str:
+    """The merge a request for "interests" that names none (and no interest_diversity) gets:
+    the manifest's ``default_interest_merge`` ("score" for MIND and SINE-label), else "shares"."""
+    value = manifest.get("default_interest_merge", "shares")
+    if value not in INTEREST_MERGES:
+        raise BundleError(f"the manifest's default_interest_merge {value!r} is not one of "
+                          f"{', '.join(INTEREST_MERGES)}")
+    return value
+
+
+def capabilities(outputs: Sequence[str], default: str = "aggregate", merge: str = "shares") -> dict:
     """What a model with these encoder outputs can answer (for GET /model)."""
     return {
         "outputs": list(outputs),
         "default_retrieval": default,
+        "default_interest_merge": merge,
         "retrieval": [r for r in RETRIEVALS if not missing_outputs(outputs, r, False)],
         "explain": not missing_outputs(outputs, "aggregate", True),
     }

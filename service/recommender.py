@@ -118,6 +118,7 @@ class LoadedModel:
         self.index_on = "gpu" if on_gpu and self.index_spec.type != "hnsw" else "cpu"
         self.attributes = bundle.attributes
         self.default_retrieval = interests.default_retrieval(bundle.manifest, self.encoder.outputs)
+        self.default_interest_merge = interests.default_interest_merge(bundle.manifest)
         self.constraints = filters.Constraints(
             bundle.attributes, bundle.num_items,
             bundle.attributes.unavailable_rows() if bundle.attributes is not None else None)

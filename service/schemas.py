@@ -92,7 +92,9 @@ class RecommendRequest(_Body):
         "merged by score alone -- the K*N candidates (top_n from each interest) sorted by their "
         "best inner product with an interest, each item once; MIND's and the paper's SINE-label "
         "retrieval (section 4.5), the rule a model trained with `sine train --label-aware` is "
-        "evaluated with. `interest_diversity` does not apply to it.")
+        "evaluated with. `interest_diversity` does not apply to it. Unset: the live model's "
+        "default (GET /model: `encoder.default_interest_merge`; score for MIND and SINE-label "
+        "bundles), or shares when interest_diversity is given.")
     explain: bool = Field(
         False, description="Add `interest` to every item (the interest whose vector has the largest "
         "inner product with it: slot, concept id, that product) and `interests` to the response "

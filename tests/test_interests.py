@@ -327,12 +327,12 @@ def test_the_model_says_which_outputs_its_encoder_has(planted, legacy_bundles):
     before = [ENCODER_OUTPUT, INTEREST_VECTORS, INTEREST_WEIGHTS]  # a SINE export of an earlier release
     expected = {
         planted[0]: {"outputs": [ENCODER_OUTPUT, *INTEREST_OUTPUTS], "retrieval": ["aggregate", "interests"],
-                      "explain": True, "default_retrieval": "aggregate"},
+                      "explain": True, "default_retrieval": "aggregate", "default_interest_merge": "shares"},
         legacy_bundles["baseline"]: {"outputs": [ENCODER_OUTPUT], "retrieval": ["aggregate"], "explain": False,
-                                     "default_retrieval": "aggregate"},
+                                     "default_retrieval": "aggregate", "default_interest_merge": "shares"},
         # the quotas are divided by click shares, which need P(k|t): "interests" needs a re-export too
         legacy_bundles["sine-before"]: {"outputs": before, "retrieval": ["aggregate"], "explain": False,
-                                        "default_retrieval": "aggregate"},
+                                        "default_retrieval": "aggregate", "default_interest_merge": "shares"},
     }
     for path, encoder in expected.items():
         with client_for(path) as client:
@@ -429,3 +429,23 @@ def test_the_demo_shows_a_planted_user_under_both_modes(synthetic_frame, model, 
     out = capsys.readouterr().out
     assert "retrieval 'aggregate'" in out and "retrieval 'interests'" in out
     assert out.count("  interest ") == 4 and "mean cosine between its 4 interest vectors" in out
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({}, ("interests", "score")),  # all from the model (a MIND or SINE-label bundle)
+    ({"retrieval": "interests"}, ("interests", "score")),
+    ({"retrieval": "interests", "interest_merge": "shares"}, ("interests", "shares")),
+    ({"retrieval": "interests", "interest_diversity": 0.3}, ("interests", "shares")),  # a shares parameter
+    ({"interest_diversity": 0.3}, ("interests", "shares")),
+])
+def test_unset_retrieval_and_merge_are_the_models_defaults(body, expected):
+    from types import SimpleNamespace
+
+    from service.api.routes.recommend import check_outputs
+    from service.schemas import RecommendRequest
+
+    model = SimpleNamespace(default_retrieval="interests", default_interest_merge="score",
+                            missing_outputs=lambda retrieval, explain: [])
+    request = RecommendRequest.model_validate({"clicks": ["a"], **body})
+    check_outputs(request, model)
+    assert (request.retrieval, request.interest_merge) == expected

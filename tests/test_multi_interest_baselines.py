@@ -305,16 +305,24 @@ def test_served_interests_are_the_models(runs, name):
         info = client.get("/model").json()
         answers = [client.post("/recommend", json={"clicks": c, "top_n": 10, "retrieval": "interests",
                                                     "explain": True}) for c in clicks]
+        by_score = client.post("/recommend", json={"clicks": clicks[0], "top_n": 10, "retrieval": "interests",
+                                                   "interest_merge": "score"}).json()
+        by_shares = client.post("/recommend", json={"clicks": clicks[0], "top_n": 10, "retrieval": "interests",
+                                                    "interest_merge": "shares"}).json()
         concepts = client.get("/model/concepts")
         unset = client.post("/recommend", json={"clicks": clicks[0], "top_n": 10}).json()
         aggregate = client.post("/recommend", json={"clicks": clicks[0], "top_n": 10,
                                                     "retrieval": "aggregate"}).json()
-    # MIND's paper serves its K vectors (no label, no single vector): its bundle says so
-    default = {"mind": "interests", "mcprn": "aggregate"}[name]
+    # MIND's paper serves its K vectors merged by score (no label, no single vector): its
+    # bundle says so; the unset merge of an explicit "interests" request is the model's too
+    default, merge = {"mind": ("interests", "score"), "mcprn": ("aggregate", "shares")}[name]
     assert bundle.manifest.get("default_retrieval", "aggregate") == default
     assert info["encoder"]["default_retrieval"] == default
-    expected_default = answers[0].json() if default == "interests" else aggregate
+    assert info["encoder"]["default_interest_merge"] == merge
+    expected_default = {"interests": by_score, "aggregate": aggregate}[default]
     assert [i["item_id"] for i in unset["items"]] == [i["item_id"] for i in expected_default["items"]]
+    expected_merge = {"score": by_score, "shares": by_shares}[merge]
+    assert [i["item_id"] for i in answers[0].json()["items"]] == [i["item_id"] for i in expected_merge["items"]]
     assert info["model"] == name and info["encoder"]["outputs"] == [ENCODER_OUTPUT, *INTEREST_OUTPUTS]
     assert info["encoder"]["retrieval"] == ["aggregate", "interests"] and info["encoder"]["explain"]
     assert concepts.status_code == 404 and f"the {name} model has no concept pool" in concepts.json()["error"]

@@ -228,3 +228,14 @@ def test_a_warm_started_sine_cate_run_keeps_its_own_categories(tmp_path):
     old = load_run(tmp_path / "old").encoder
     assert old.category_items.shape == new.encoder.category_items.shape  # the case that could copy
     assert old.category_ids.tolist() != new.encoder.category_ids.tolist()
+
+
+def test_a_sine_label_bundle_is_served_as_it_is_evaluated():
+    """SINE-label's eq. (8) vector is never trained: its bundle defaults to the K*N merge by
+    score (what `score_items` evaluates), plain SINE to the aggregate vector."""
+    from trainer.export import retrieval_section
+
+    assert retrieval_section(TrainConfig(model="sine", label_aware=True)) == {
+        "default_retrieval": "interests", "default_interest_merge": "score"}
+    assert retrieval_section(TrainConfig(model="sine")) == {}
+    assert retrieval_section(TrainConfig(model="mind"))["default_interest_merge"] == "score"

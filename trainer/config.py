@@ -129,7 +129,8 @@ class TrainConfig:
         None, "Read a Parquet log (file or partitioned directory) in a streaming way within "
         "about this much memory (e.g. 512M, 2G): users are spilled to temporary files under "
         "$TMPDIR in buckets that fit, and training examples are cut per batch "
-        "(sine/data/stream.py). Default: the whole log in memory.")
+        "(sine/data/stream.py). The budget bounds the data path's buckets, not the process: "
+        "the model, the optimiser and torch come on top. Default: the whole log in memory.")
     eval_users: int = _f(
         0, "Evaluate on this many users drawn at random (0: every user); full ranking of a "
         "million-item catalog for every user is out of reach on a CPU.")

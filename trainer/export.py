@@ -47,6 +47,7 @@ from sine.bundle import (
     write_bundle,
 )
 from sine.errors import SineError
+from trainer.config import TrainConfig
 from trainer.models import MCPRN, MIND, SINE, SequenceEncoder
 from trainer.run import load_run
 
@@ -64,11 +65,13 @@ EXTRAS_OF_OUTPUT = {
 """Which `EncoderOutput.extras` entry each per-interest ONNX output is (SINE, MIND, MCPRN)."""
 MULTI_INTEREST = (SINE, MIND, MCPRN)
 """Encoders with K interest vectors per user: they export the per-interest outputs."""
-DEFAULT_RETRIEVAL = {"mind": "interests"}
-"""Bundle-level default retrieval where the aggregate user vector is not the model's own
-inference: MIND serves its K vectors (trainer/models/mind.py); the manifest's
-``default_retrieval`` tells the service (`service.interests.default_retrieval`). Absent:
-"aggregate"."""
+SERVED_BY_INTERESTS = {"retrieval": "interests", "interest_merge": "score"}
+"""How a model trained for the K*N merge is served by default (MIND, SINE-label): its K
+vectors, the K rankings merged by score -- what its evaluation ranks by (`score_items`)
+and what its paper serves; its aggregate vector is not its inference (MIND has none of
+its own, SINE-label's eq. (8) vector is never trained). The manifest's
+``default_retrieval`` / ``default_interest_merge`` tell the service
+(`service.interests.serving_defaults`). Absent: "aggregate"."""
 
 
 class ExportedEncoder(nn.Module):
@@ -257,7 +260,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
         metrics=metrics,
         extra={"run": {"path": str(Path(run_dir).resolve()), "seed": run.config.seed,
                        "best_epoch": run.metrics.get("best_epoch")},
-               "training": run.config.to_dict(), **retrieval_section(run.config.model), **(extra or {})},
+               "training": run.config.to_dict(), **retrieval_section(run.config), **(extra or {})},
         **concept_pool(encoder),
         attributes=aligned,
     )
@@ -267,10 +270,11 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
 
 
 
-def retrieval_section(model: str) -> dict[str, Any]:
-    """The manifest's ``default_retrieval``, for a model whose default is not "aggregate"."""
-    default = DEFAULT_RETRIEVAL.get(model)
-    return {"default_retrieval": default} if default else {}
+def retrieval_section(config: TrainConfig) -> dict[str, Any]:
+    """The manifest's serving defaults, for a model not served by its aggregate vector."""
+    if config.model == "mind" or (config.model == "sine" and config.label_aware):
+        return {f"default_{key}": value for key, value in SERVED_BY_INTERESTS.items()}
+    return {}
 
 
 def run_attributes(run_dir: str | Path, items: list[str],

@@ -54,7 +54,7 @@ iteration, the weights that built the returned capsules.
 
 ``user_vector`` (the "aggregate" retrieval) is sum_j weight_j v_j. It is not MIND's
 inference (label-aware attention needs the label); the bundle says so and makes
-"interests" its default retrieval (trainer/export.py, `DEFAULT_RETRIEVAL`).
+"interests" with the merge by score its default (trainer/export.py, `SERVED_BY_INTERESTS`).
 """
 
 from __future__ import annotations

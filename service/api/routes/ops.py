@@ -91,7 +91,8 @@ def public_model_info(model) -> dict:
     info["serving"] = {"encoder_provider": model.encoder.provider, "index_on": model.index_on,
                        "index_type": model.index_spec.type}
     # which per-interest outputs the encoder has, hence which request options it answers
-    info["encoder"] = interests.capabilities(model.encoder.outputs, model.default_retrieval)
+    info["encoder"] = interests.capabilities(model.encoder.outputs, model.default_retrieval,
+                                             model.default_interest_merge)
     return info
 
 

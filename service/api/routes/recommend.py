@@ -86,13 +86,17 @@ def check_limits(body: RecommendRequest, settings: Settings, where: str = "") ->
 def check_outputs(body: RecommendRequest, model: LoadedModel, where: str = "") -> None:
     """A request for per-interest retrieval or explanations against a bundle whose encoder
     lacks those outputs (a baseline, or exported before them) is refused, not degraded.
-    An unset retrieval becomes the model's default (`LoadedModel.default_retrieval`)."""
+    An unset retrieval becomes the model's default (`LoadedModel.default_retrieval`), and so
+    does an unset interest_merge, unless interest_diversity (a parameter of the shares merge)
+    was given."""
     if body.retrieval is None:
         body.retrieval = model.default_retrieval
         for name in INTEREST_ONLY:
             if name in body.model_fields_set and body.retrieval != "interests":
                 raise HTTPException(422, f'{where}{name} applies to retrieval "interests" only; add '
                                          f'"retrieval": "interests" or leave {name} out')
+    if not {"interest_merge", "interest_diversity"} & body.model_fields_set:
+        body.interest_merge = model.default_interest_merge
     missing = model.missing_outputs(body.retrieval, body.explain)
     if missing:
         asked = "explain" if body.explain else 'retrieval "interests"'
