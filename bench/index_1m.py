@@ -218,6 +218,19 @@ def best(entry: dict, target: float) -> tuple[str, dict] | None:
     return max(found, key=lambda kr: kr[1]["speedup"]) if found else None
 
 
+def measure_cached(report: dict, args, tag: str, make) -> np.ndarray:
+    """The catalog `tag` (built by `make` once, then read from the cache) and, unless
+    --profiles-only, its sweep written into `report` (and to disk after every index)."""
+    items = cached(args.cache / f"{tag}-items.npy", make)
+    queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
+    if not args.profiles_only:
+        report["catalogs"][tag] = measure_catalog(
+            tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
+            lambda entry: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
+        _write(report, args.out)
+    return items
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
@@ -258,13 +271,7 @@ def main() -> None:
             np.save(args.cache / f"{tag}-queries.npy", queries)
             return items
 
-        items = cached(args.cache / f"{tag}-items.npy", make)
-        queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
-        if not args.profiles_only:
-            report["catalogs"][tag] = measure_catalog(
-                tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
-                lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
-            _write(report, args.out)
+        items = measure_cached(report, args, tag, make)
         # after the measurement (profiling 1M rows is slow on a loaded machine)
         report["profiles"][name] = {
             f"real ({len(real_items):,} items)": item_profile(real_items),
@@ -280,13 +287,7 @@ def main() -> None:
             np.save(args.cache / f"{tag}-queries.npy", queries.astype(np.float32))
             return items
 
-        items = cached(args.cache / f"{tag}-items.npy", make_synth)
-        queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
-        if not args.profiles_only:
-            report["catalogs"][tag] = measure_catalog(
-                tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
-                lambda entry, tag=tag: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
-            _write(report, args.out)
+        items = measure_cached(report, args, tag, make_synth)
         report["profiles"]["synthetic (worst case)"] = {f"synthetic ({len(items):,} items)": item_profile(items)}
         _write(report, args.out)
 

@@ -41,6 +41,7 @@ from bench.sine_variants import (  # noqa: E402  (one runner for every grid)
     mean_spread,
     read_jsonl,
     run_grid,
+    run_settings,
 )
 
 BASE = {"model": "sine", "dim": 32, "batch_size": 512, "lr": 3e-3, "max_len": 20, "loss": "full",
@@ -277,11 +278,7 @@ def main() -> None:
     if args.summary_only:
         print(write_summary(args.out))
         return
-    base = dict(BASE, device=args.device, threads=args.threads)
-    if args.epochs:
-        base["epochs"] = args.epochs
-    if args.patience:
-        base["patience"] = args.patience
+    base = run_settings(BASE, args)
     grid = variants(args.table6, args.data)
     if args.only:
         grid = {name: grid[name] for name in args.only}

@@ -367,6 +367,16 @@ def write_summary(out: Path, header: str) -> str:
     return text
 
 
+def run_settings(base: dict, args: argparse.Namespace) -> dict:
+    """`base` with the command line's device and threads, and its --epochs / --patience
+    where given (0: keep the base's); shared by the runners built on this module."""
+    settings = dict(base, device=args.device, threads=args.threads)
+    for name in ("epochs", "patience"):
+        if getattr(args, name):
+            settings[name] = getattr(args, name)
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -403,11 +413,7 @@ def main() -> None:
         print(write_summary(args.out, header))
         return
 
-    base = dict(BASE, device=args.device, threads=args.threads)
-    if args.epochs:
-        base["epochs"] = args.epochs
-    if args.patience:
-        base["patience"] = args.patience
+    base = run_settings(BASE, args)
     variants = [parse_variant(v) for v in args.variants]
     paths = {}
     for name in args.datasets:

@@ -210,3 +210,13 @@ def merge_by_score(rankings: list[list[tuple[int, float]]], top_n: int,
             if item not in excluded and (item not in best or score > best[item]):
                 best[item] = score
     return sorted(best, key=lambda item: -best[item])[:top_n]
+
+
+def padded_clicks() -> torch.Tensor:
+    """The equation tests' batch: 6 left-padded rows of items 1..30, lengths 6, 5, 4, 2, 1, 3
+    (row 4: a single click)."""
+    g = torch.Generator().manual_seed(1)
+    batch = torch.randint(1, 31, (6, 6), generator=g)
+    for row, pad in enumerate([0, 1, 2, 4, 5, 3]):
+        batch[row, :pad] = 0
+    return batch

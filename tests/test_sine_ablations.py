@@ -23,11 +23,7 @@ from trainer.models.sine import SINEConfig
 
 @pytest.fixture(scope="module")
 def clicks() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    batch = torch.randint(1, 31, (6, 6), generator=g)
-    for row, pad in enumerate([0, 1, 2, 4, 5, 3]):  # row 4: a single click
-        batch[row, :pad] = 0
-    return batch
+    return ref.padded_clicks()
 
 
 TARGETS = torch.tensor([3, 30, 7, 7, 12, 1])

@@ -49,11 +49,7 @@ def random_sine(aggregation: str, tau: float, assignment_tau: float, seed: int =
 
 @pytest.fixture(scope="module")
 def clicks() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    batch = torch.randint(1, 31, (6, 6), generator=g)
-    for row, pad in enumerate([0, 1, 2, 4, 5, 3]):  # row 4: a single click
-        batch[row, :pad] = 0
-    return batch
+    return ref.padded_clicks()
 
 
 def compare(model: SINE, clicks: torch.Tensor) -> None:
