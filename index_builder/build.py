@@ -43,13 +43,13 @@ SERVING_TOP_N = DEFAULT_TOP_N  # the API's default top_n
 DEEPEST_K = DEEPEST_DEFAULT_K  # SINE_MAX_TOP_N + SINE_MAX_CLICKS excluded ids + SINE_HISTORY_CAP
 HELD_OUT_SEED = 0
 
+IVF_LADDER = [("nprobe", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096))]
+# IVF over codes re-ranked exactly (ivfpq, ivfsq8): probe more lists first; if even all lists
+# fall short (coarse codes), re-rank more candidates exactly (the rungs above the type's default)
+REFINE_LADDER = [*IVF_LADDER, ("k_factor", (4, 8, 16, 32, 64))]
 SEARCH_LADDERS = {
     "hnsw": [("efSearch", (16, 32, 64, 128, 256, 512, 1024, 2048, 4096))],
-    "ivf": [("nprobe", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096))],
-    # IVF-PQ: probe more lists first; if even all lists fall short (coarse codes), re-rank
-    # more candidates exactly
-    "ivfpq": [("nprobe", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)),
-              ("k_factor", (8, 16, 32, 64))],
+    **{kind: REFINE_LADDER if kind in indexes.REFINE_K_FACTOR else IVF_LADDER for kind in indexes.IVF_TYPES},
 }
 
 
@@ -87,6 +87,8 @@ def tune(index, spec: IndexSpec, queries: np.ndarray, exact_ids: np.ndarray, tar
     for name, ladder in SEARCH_LADDERS[spec.type]:
         if name == "nprobe":  # probing every list is exhaustive: the last rung
             ladder = (*tuple(v for v in ladder if v < spec.build["nlist"]), spec.build["nlist"])
+        elif name == "k_factor":  # the default was searched with every nprobe already
+            ladder = tuple(v for v in ladder if v > indexes.k_factor(spec))
         for value in ladder:
             spec.search[name] = value
             indexes.set_search_params(index, spec)
@@ -120,8 +122,8 @@ def build_and_measure(
         log.info("index type auto -> %s (%s)", kind, reason)
     else:
         reason = "chosen with --type"
-    if kind == "hnsw" and on_gpu:
-        log.info("faiss has no GPU HNSW: building hnsw on the CPU")
+    if kind in indexes.CPU_ONLY_TYPES and on_gpu:
+        log.info("%s: building %s on the CPU", indexes.CPU_ONLY_TYPES[kind], kind)
         on_gpu = False
     spec = indexes.default_spec(kind, num_items, dim)
     serving_k = min(serving_k, num_items)
@@ -207,6 +209,8 @@ def build_for_bundle(
     threads: int = 0,
 ) -> Bundle:
     """Build, tune, measure and publish the index of a bundle; returns the new bundle."""
+    if kind != "auto" and kind not in indexes.TYPES:  # before encoding the queries
+        raise indexes.unknown_type(kind)
     if threads:
         indexes.faiss_module().omp_set_num_threads(threads)
     bundle = read_bundle(bundle_path)

@@ -10,12 +10,19 @@ hnsw      graph search (IndexHNSWFlat, M=32), efSearch tuned      up to ~200k it
 ivf       inverted lists (IndexIVFFlat, sqrt-sized), nprobe tuned 200k+ items; GPU
 ivfpq     IVF + product quantisation, exact re-ranking of         GPU, > 5M items;
           the candidates (IndexRefineFlat), nprobe tuned          CPU: only with --type
+ivfsq8    IVF + 8-bit scalar quantisation, exact re-ranking of    CPU, 200k+ items, only
+          k_factor x k candidates (IndexRefineFlat, k_factor 2),  with --type (not yet
+          nprobe tuned, then k_factor                             in `auto`)
 ========= ======================================================= =====================
 
 `auto` picks by catalog size (`choose_type` says why; the cut-offs come from
 bench/results/index.md). On a machine where faiss has GPU
-support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU
-(HNSW has no faiss GPU implementation: `auto` picks ivf there instead).
+support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU;
+hnsw and ivfsq8 stay on the CPU (`sine.search.CPU_ONLY_TYPES` says why; `auto` picks ivf
+on a GPU instead of hnsw). ivfsq8 stores 1 byte per dimension for the codes *and* the full
+float vectors for the re-ranking (about 650 bytes/item at D=128 against IVF-Flat's 520,
+bench/results/index_bytes.json): it buys search speed (IVF-Flat's recall in about half the
+CPU time at 1M items, bench/index_1m.py "ivf-sq8+refine"), not memory.
 """
 
 from __future__ import annotations
@@ -26,12 +33,16 @@ import numpy as np
 
 from sine.errors import SineError
 from sine.search import (  # noqa: F401 - the runtime half, re-exported for the builder's callers
+    CPU_ONLY_TYPES,
+    IVF_TYPES,
+    REFINE_K_FACTOR,
     TYPES,
     IndexSpec,
     exact_index,
     faiss_module,
     gpu_count,
     ivf_part,
+    k_factor,
     load_index,
     set_search_params,
     to_cpu,
@@ -92,8 +103,16 @@ def default_spec(kind: str, num_items: int, dim: int) -> IndexSpec:
         m = next(m for m in (dim // 2, dim // 4, 16, 8, 4, 2, 1) if m >= 1 and dim % m == 0)
         # each sub-quantiser trains 2**nbits centroids and wants >= 39 points per centroid
         nbits = int(max(1, min(8, math.floor(math.log2(max(2, num_items / 39))))))
-        return IndexSpec("ivfpq", {"nlist": nlist, "m": m, "nbits": nbits}, {"nprobe": 8, "k_factor": 4})
-    raise SineError(f"unknown index type {kind!r}; choose one of {', '.join(TYPES)}")
+        return IndexSpec("ivfpq", {"nlist": nlist, "m": m, "nbits": nbits},
+                         {"nprobe": 8, "k_factor": REFINE_K_FACTOR["ivfpq"]})
+    if kind == "ivfsq8":
+        return IndexSpec("ivfsq8", {"nlist": nlist}, {"nprobe": 8, "k_factor": REFINE_K_FACTOR["ivfsq8"]})
+    raise unknown_type(kind)
+
+
+def unknown_type(kind: str) -> SineError:
+    """The one-line error for an index type that is neither `auto` nor one of `TYPES`."""
+    return SineError(f"unknown index type {kind!r}; --type takes auto or one of {', '.join(TYPES)}")
 
 
 def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: int = 0):
@@ -102,11 +121,11 @@ def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: i
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     _n, dim = vectors.shape
     ip = faiss.METRIC_INNER_PRODUCT
+    if gpu and spec.type in CPU_ONLY_TYPES:
+        raise SineError(f"{CPU_ONLY_TYPES[spec.type]}; use --type ivf or flat with --gpu on")
     if spec.type == "flat":
         index = faiss.IndexFlatIP(dim)
     elif spec.type == "hnsw":
-        if gpu:
-            raise SineError("faiss has no GPU HNSW index; use --type ivf or flat with --gpu on")
         index = faiss.IndexHNSWFlat(dim, int(spec.build["M"]), ip)
         index.hnsw.efConstruction = int(spec.build["efConstruction"])
     elif spec.type == "ivf":
@@ -116,6 +135,10 @@ def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: i
         pq = faiss.IndexIVFPQ(quantizer, dim, int(spec.build["nlist"]), int(spec.build["m"]),
                               int(spec.build["nbits"]), ip)
         index = faiss.IndexRefineFlat(pq)
+    elif spec.type == "ivfsq8":
+        sq8 = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, int(spec.build["nlist"]),
+                                            faiss.ScalarQuantizer.QT_8bit, ip)
+        index = faiss.IndexRefineFlat(sq8)
     else:
         raise SineError(f"unknown index type {spec.type!r}")
     if gpu:

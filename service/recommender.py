@@ -115,7 +115,7 @@ class LoadedModel:
         if self.index.exact_beyond is not None:
             log.info("searches deeper than k=%d are exact (index recall below the floor beyond it)",
                      self.index.exact_beyond)
-        self.index_on = "gpu" if on_gpu and self.index_spec.type != "hnsw" else "cpu"
+        self.index_on = "gpu" if on_gpu and self.index_spec.type not in search.CPU_ONLY_TYPES else "cpu"
         self.attributes = bundle.attributes
         self.default_retrieval = interests.default_retrieval(bundle.manifest, self.encoder.outputs)
         self.default_interest_merge = interests.default_interest_merge(bundle.manifest)

@@ -42,7 +42,7 @@ import numpy as np
 
 from sine.attributes import ItemAttributes
 from sine.errors import SineError
-from sine.search import IndexSpec, ItemSearch, faiss_module, ivf_part
+from sine.search import IndexSpec, ItemSearch, faiss_module, ivf_part, k_factor
 
 FIXED = 0.1
 """Exact filtered scan at s -> 0 costs this share of a full exact scan (the per-row check;
@@ -217,9 +217,9 @@ def index_parameters(spec: IndexSpec, index, constraint: Constraint, k: int):
     nlist = int(ivf.nlist) if ivf is not None else 1
     nprobe = int(min(nlist, math.ceil(int(spec.search.get("nprobe", 1)) * scale)))
     base = faiss.SearchParametersIVF(sel=constraint.selector, nprobe=nprobe)
-    if spec.type == "ivfpq":
-        return faiss.IndexRefineSearchParameters(k_factor=float(spec.search.get("k_factor", 4)),
-                                                 base_index_params=base)
+    factor = k_factor(spec)
+    if factor is not None:
+        return faiss.IndexRefineSearchParameters(k_factor=factor, base_index_params=base)
     return base
 
 

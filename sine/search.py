@@ -32,7 +32,17 @@ import numpy as np
 
 from sine.errors import SineError
 
-TYPES = ("flat", "hnsw", "ivf", "ivfpq")
+TYPES = ("flat", "hnsw", "ivf", "ivfpq", "ivfsq8")
+IVF_TYPES = ("ivf", "ivfpq", "ivfsq8")  # inverted lists: nprobe is their search parameter
+# IVF over compressed codes (PQ, SQ8) whose candidates are re-ranked exactly against the full
+# vectors (IndexRefineFlat): k_factor x k candidates are re-ranked; the default when the spec has none.
+# SQ8 codes rank almost as well as the vectors, so fewer candidates suffice than for PQ
+# (bench/index_1m.py, "ivf-sq8+refine": IVF-Flat's recall at every nprobe with k_factor 2).
+REFINE_K_FACTOR = {"ivfpq": 4, "ivfsq8": 2}
+# Types served from the CPU even where faiss has a GPU, and why: faiss's GPU cloner has no HNSW and
+# does not take the re-ranking wrapper IndexRefineFlat ("not implemented on GPU").
+CPU_ONLY_TYPES = {"hnsw": "faiss has no GPU HNSW index",
+                  "ivfsq8": "faiss cannot move IndexRefineFlat (the exact re-ranking) to a GPU"}
 
 # How deep the service searches, by default: the index builder measures recall at these
 # depths, the service's settings and request schema take their defaults from here.
@@ -91,17 +101,28 @@ def ivf_part(index):
     return None
 
 
+def k_factor(spec: IndexSpec) -> float | None:
+    """How many candidates per result a re-ranking type re-ranks exactly (None: not one).
+
+    The one place the k_factor of `REFINE_K_FACTOR` types is read: faiss does not persist it,
+    so a loaded index, a tuned one and a filtered search all take it from the spec."""
+    if spec.type not in REFINE_K_FACTOR:
+        return None
+    return float(spec.search.get("k_factor", REFINE_K_FACTOR[spec.type]))
+
+
 def set_search_params(index, spec: IndexSpec) -> None:
     """Apply efSearch / nprobe / k_factor (they are not all persisted by faiss)."""
     faiss = faiss_module()
     if spec.type == "hnsw":
         faiss.downcast_index(index).hnsw.efSearch = int(spec.search["efSearch"])
-    elif spec.type in ("ivf", "ivfpq"):
+    elif spec.type in IVF_TYPES:
         ivf = ivf_part(index)
         if ivf is not None:
             ivf.nprobe = int(spec.search["nprobe"])
-        if spec.type == "ivfpq" and hasattr(index, "k_factor"):
-            faiss.downcast_index(index).k_factor = float(spec.search.get("k_factor", 4))
+        factor = k_factor(spec)
+        if factor is not None and hasattr(index, "k_factor"):
+            faiss.downcast_index(index).k_factor = factor
         if hasattr(index, "setNumProbes"):  # GPU IVF
             index.setNumProbes(int(spec.search["nprobe"]))
 
@@ -132,7 +153,7 @@ def load_index(data: bytes, spec: IndexSpec, gpu: bool = False):
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
     except RuntimeError as exc:
         raise SineError(f"cannot read the faiss index: {str(exc).splitlines()[0]}") from None
-    if gpu and spec.type != "hnsw":
+    if gpu and spec.type not in CPU_ONLY_TYPES:
         index = to_gpu(index)
     set_search_params(index, spec)
     return index

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from index_builder import indexes
-from index_builder.build import build_for_bundle
+from index_builder.build import build_for_bundle, tune
 from index_builder.quality import recall_at
 from sine.bundle import read_bundle
 from sine.encoder import OnnxEncoder, prepare_clicks
 from sine.errors import SineError
+from sine.filters import Constraint, exact_search, index_parameters
 from trainer.config import TrainConfig
 from trainer.export import export_bundle
 from trainer.run import load_run, train_run
@@ -83,7 +84,7 @@ def test_prepare_clicks_cuts_to_last_n_and_drops_unknown():
     assert batch.tolist() == [[2, 3, 4], [0, 0, 7], [0, 0, 0]]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivfpq", "ivfsq8"])
 def test_index_recall_is_measured_and_tuned(exported, kind, tmp_path):
     _, bundle = exported
     built = build_for_bundle(bundle.path, kind=kind, out=tmp_path / kind, target_recall=0.99,
@@ -100,6 +101,104 @@ def test_index_recall_is_measured_and_tuned(exported, kind, tmp_path):
     exact = np.argsort(-(queries @ built.item_embeddings.T), axis=1)[:, :50]
     assert recall_at(got, exact, 50) >= section["recall"]["recall@50"] - 0.03
     assert read_bundle(bundle.path).index_path is None  # the source bundle is untouched
+
+
+def clustered(items: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tight clusters (20 of them, noise 0.1): many near-ties, where SQ8 codes alone misrank."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim)).astype(np.float32)
+    def draw(n: int) -> np.ndarray:
+        return (centres[rng.integers(0, 20, n)] + 0.1 * rng.standard_normal((n, dim))).astype(np.float32)
+    return draw(items), draw(queries)
+
+
+def test_ivfsq8_round_trip_keeps_nprobe_and_k_factor():
+    vectors, queries = clustered(4000, 16, 50)
+    spec = indexes.default_spec("ivfsq8", len(vectors), 16)
+    assert spec.search == {"nprobe": 8, "k_factor": 2}
+    index = indexes.build_index(spec, vectors)
+    # what the manifest records is what a load applies, whatever the serialized index carried
+    served = indexes.IndexSpec.from_dict({**spec.to_dict(), "search": {"nprobe": 5, "k_factor": 3}})
+    loaded = indexes.load_index(indexes.serialize(index), served)
+    faiss = indexes.faiss_module()
+    assert indexes.ivf_part(loaded).nprobe == 5
+    assert faiss.downcast_index(loaded).k_factor == 3.0
+    indexes.set_search_params(index, served)
+    for got, want in zip(loaded.search(queries, 20), index.search(queries, 20), strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_ivfsq8_reranks_its_candidates_exactly():
+    """SQ8 codes alone misrank tight clusters (recall@10 0.94 here at k_factor 1 or without the
+    re-ranking); re-ranking 2k candidates against the full vectors recovers exact search (0.999)."""
+    faiss = indexes.faiss_module()
+    vectors, queries = clustered(20_000, 32, 300)
+    spec = indexes.default_spec("ivfsq8", len(vectors), 32)
+    spec.search["nprobe"] = 32  # enough lists that the codes, not the probing, limit recall
+    index = indexes.build_index(spec, vectors)
+    for k in (10, 50):
+        _, exact = indexes.exact_index(vectors).search(queries, k)
+        _, got = index.search(queries, k)
+        assert recall_at(got, exact, k) >= 0.99, k
+    assert isinstance(faiss.downcast_index(index), faiss.IndexRefineFlat)
+    assert faiss.downcast_index(index).k_factor == 2.0
+    # a filtered search passes its nprobe and k_factor per search (sine.filters), re-ranked the same way
+    allowed = np.arange(len(vectors)) % 3 != 0
+    constraint = Constraint.of(allowed)
+    _, got = index.search(queries, 10, params=index_parameters(spec, index, constraint, 10))
+    _, exact = exact_search(vectors, queries, 10, constraint)
+    assert allowed[got].all() and recall_at(got, exact, 10) >= 0.99
+
+
+def test_ivfsq8_is_tuned_like_ivfpq_lists_first_then_candidates():
+    """build-index's tuning (index_builder.build.tune): nprobe up to every list, then k_factor."""
+    vectors, queries = clustered(20_000, 32, 150)
+    spec = indexes.default_spec("ivfsq8", len(vectors), 32)
+    spec.search["k_factor"] = 1  # no re-ranking: even every list falls short (recall@10 0.94)
+    index = indexes.build_index(spec, vectors)
+    _, exact = indexes.exact_index(vectors).search(queries, 10)
+    spec, recall = tune(index, spec, queries, exact, target=0.99, k=10)
+    assert spec.search == {"nprobe": spec.build["nlist"], "k_factor": 4} and recall >= 0.99
+
+
+def test_build_index_cli_ivfsq8_is_served(flat_bundle, tmp_path):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from service.core.config import Settings
+    from service.main import create_app
+    from sine_cli.app import app
+
+    out = tmp_path / "ivfsq8"
+    result = CliRunner().invoke(app, ["build-index", str(flat_bundle), "--type", "ivfsq8", "--gpu", "off",
+                                      "--recall-floor", "0.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "ivfsq8 index on cpu" in result.output
+    section = read_bundle(out).manifest["index"]
+    assert section["type"] == "ivfsq8" and set(section["search"]) == {"nprobe", "k_factor"}
+    clicks = list(read_bundle(flat_bundle).items[:3])
+    answers = {}
+    for bundle in (flat_bundle, out):
+        with TestClient(create_app(Settings(bundle=bundle))) as client:
+            model = client.get("/model").json()
+            answer = client.post("/recommend", json={"clicks": clicks, "top_n": 20})
+        assert answer.status_code == 200 and not answer.json()["fallback"]
+        answers[model["index"]["type"]] = [item["item_id"] for item in answer.json()["items"]]
+    assert set(answers) == {"flat", "ivfsq8"} and len(answers["ivfsq8"]) == 20
+    assert len(set(answers["ivfsq8"]) & set(answers["flat"])) >= 18  # exact search's answer
+
+
+def test_an_unknown_index_type_is_one_line_listing_the_types(flat_bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    result = CliRunner().invoke(app, ["build-index", str(flat_bundle), "--type", "ivfsq4", "--gpu", "off",
+                                      "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "unknown index type 'ivfsq4'" in result.output
+    assert "flat, hnsw, ivf, ivfpq, ivfsq8" in result.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_index_below_the_recall_floor_is_refused(exported, tmp_path):
