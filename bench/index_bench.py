@@ -1,4 +1,5 @@
-"""Index benchmark: flat / IVF / HNSW / IVF-PQ on real and synthetic catalogs.
+"""Index benchmark: every `sine build-index` type (flat / HNSW / IVF / IVF-PQ / IVF-SQ8) on real and
+synthetic catalogs.
 
     .venv/bin/python bench/index_bench.py                          # everything
     .venv/bin/python bench/index_bench.py --catalogs synthetic-100k --types flat hnsw
@@ -76,7 +77,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalogs", nargs="+",
                         default=[*REAL, "synthetic-100k", "synthetic-1m"])
-    parser.add_argument("--types", nargs="+", default=["flat", "ivf", "hnsw", "ivfpq"])
+    parser.add_argument("--types", nargs="+", default=list(indexes.TYPES))
     parser.add_argument("--target-recall", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
@@ -124,7 +125,7 @@ def markdown(report: dict) -> str:
              "|" + "|".join([" --- ", " ---: ", " --- ", " --- ", " ---: ", " --- "] + [" ---: "] * 9) + "|"]
     for catalog, entry in report["results"].items():
         exact = entry.get("flat", {}).get("latency", {}).get("batch1_p50_ms")
-        for kind in ("flat", "ivf", "hnsw", "ivfpq"):
+        for kind in indexes.TYPES:
             if kind not in entry:
                 continue
             s = entry[kind]

@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/index_bytes.py [--dim 128]
 
-Each type (index_builder.indexes: flat, hnsw, ivf, ivfpq, with the parameters `auto` gives a
+Each type (index_builder.indexes.TYPES: flat, hnsw, ivf, ivfpq, ivfsq8, with the parameters `default_spec` gives a
 1M-item catalog) is built over N and over 2N clustered vectors with the same parameters;
 the marginal cost (bytes(2N) - bytes(N)) / N is the memory an item adds, free of the fixed
 parts (IVF centroids, PQ codebooks, headers) that a small build would spread over few
@@ -41,9 +41,9 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     big = clustered(2 * args.items, args.dim, 0)
     out = {"dim": args.dim, "items": [args.items, 2 * args.items], "faiss": faiss.__version__, "types": {}}
-    for kind in ("flat", "hnsw", "ivf", "ivfpq"):
+    for kind in indexes.TYPES:
         spec = indexes.default_spec(kind, 1_000_000, args.dim)  # what auto gives a 1M catalog
-        if kind in ("ivf", "ivfpq"):  # as many lists as N can train (>= 39 points each), same for N and 2N
+        if kind in indexes.IVF_TYPES:  # as many lists as N can train (>= 39 points each), same for N and 2N
             spec.build["nlist"] = min(spec.build["nlist"], args.items // 39)
         sizes = []
         for n in (args.items, 2 * args.items):

@@ -17,7 +17,8 @@ ivfsq8    IVF + 8-bit scalar quantisation, exact re-ranking of    CPU, 200k+ ite
 
 `auto` picks by catalog size (`choose_type` says why; the cut-offs come from
 bench/results/index.md). On a machine where faiss has GPU
-support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU;
+support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU
+(ivfpq's GPU path is untested: faiss's GPU cloner names no IndexRefineFlat, which wraps it);
 hnsw and ivfsq8 stay on the CPU (`sine.search.CPU_ONLY_TYPES` says why; `auto` picks ivf
 on a GPU instead of hnsw). ivfsq8 stores 1 byte per dimension for the codes *and* the full
 float vectors for the re-ranking (about 650 bytes/item at D=128 against IVF-Flat's 520,
