@@ -161,6 +161,18 @@ def test_ivfsq8_is_tuned_like_ivfpq_lists_first_then_candidates():
     assert spec.search == {"nprobe": spec.build["nlist"], "k_factor": 4} and recall >= 0.99
 
 
+def test_ivfsq8_stays_on_the_cpu_as_hnsw_does():
+    """faiss's GPU cloner has no IndexRefineFlat: build-index keeps ivfsq8 on the CPU even when
+    asked for a GPU, and a direct GPU build is a one-line refusal (no GPU needed to check)."""
+    from index_builder.build import build_and_measure
+
+    vectors, queries = clustered(2000, 16, 40)
+    _, section = build_and_measure(vectors, queries, "ivfsq8", on_gpu=True, target_recall=0.9)
+    assert section["type"] == "ivfsq8" and section["built_on"] == "cpu"
+    with pytest.raises(SineError, match="IndexRefineFlat"):
+        indexes.build_index(indexes.default_spec("ivfsq8", 2000, 16), vectors, gpu=True)
+
+
 def test_build_index_cli_ivfsq8_is_served(flat_bundle, tmp_path):
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
