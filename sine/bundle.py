@@ -59,6 +59,7 @@ import numpy as np
 from sine import attributes as item_attributes
 from sine.atomic import staging_directory
 from sine.errors import BundleError
+from sine.metrics import ordered_by_cutoff
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -264,7 +265,8 @@ def _seal(directory: Path, manifest: dict[str, Any]) -> None:
         for f in sorted(directory.iterdir())
         if f.is_file() and f.name != MANIFEST
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    # keys sorted (a stable file), @k keys by the number k (sine.metrics.cutoff_order)
+    (directory / MANIFEST).write_text(json.dumps(ordered_by_cutoff(manifest), indent=2))
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
