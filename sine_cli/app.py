@@ -501,7 +501,7 @@ def synth(
     from sine.data.synthetic import SyntheticSpec, synthetic_items, synthetic_log
 
     if shape == "industrial":
-        from sine.data.industrial import IndustrialSpec, write_parquet_dataset
+        from sine.data.industrial import IndustrialSpec, item_attributes, write_parquet_dataset
 
         items = items if items is not None else IndustrialSpec.num_items
         groups = groups if groups is not None else IndustrialSpec.num_clusters
@@ -513,8 +513,11 @@ def synth(
         if out.exists() and any(out.iterdir()):
             raise SineError(f"{out}: exists and is not empty; choose a new directory")
         written = write_parquet_dataset(spec, out)
+        catalog = items_file_of(out)  # beside the dataset: the reader takes every file inside it
+        item_attributes(spec).to_csv(catalog, index=False)
         typer.echo(f"wrote {written:,} clicks on {items:,} items in {groups:,} clusters to {out} "
-                   "(day= partitions; the cluster of each click's item in column category)")
+                   "(day= partitions; the cluster of each click's item in column category), every "
+                   f"item's cluster to {catalog} (sine train --attributes, --prototypes-from category)")
         return
     if shape != "demo":
         raise SineError(f"--shape must be demo or industrial, not {shape!r}")
