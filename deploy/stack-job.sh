@@ -3,7 +3,12 @@
 #
 #   sine-bootstrap  the first model of a fresh stack: one `sine retrain`, which with no
 #                   live model trains, indexes and publishes; does nothing once one is live.
-#   sine-nightly    the nightly `sine retrain` (compose's scheduler, Kubernetes' CronJob).
+#   sine-nightly    the nightly `sine retrain` (compose's scheduler, Kubernetes' CronJob),
+#                   warm-started from the live model's run (--warm-start) unless
+#                   SINE_NIGHTLY_WARM_START is 0, false or no: a fraction of a cold run's
+#                   time for the same validation NDCG (bench/results/warm_vs_cold_beauty.md,
+#                   retrain_warm.md); `sine retrain` starts cold, with a warning, when that
+#                   run is gone. Bootstrap always starts cold (there is no live model).
 #
 # Both train on the same base log, chosen here and only here:
 #   - SINE_BASE_LOG, when set, is the log; if the file is missing the job fails and says
@@ -13,11 +18,13 @@
 #   - else neither is set: the demo. The synthetic log lives at
 #     $SINE_DATA_DIR/synthetic.csv on the data volume, so that the nightly retrain trains
 #     on the very log the first model was trained on; bootstrap generates it.
-# Extra arguments go to `sine retrain` (SINE_RETRAIN_ARGS too, e.g. "--epochs 5");
+# Extra arguments go to `sine retrain` (SINE_RETRAIN_ARGS too, e.g. "--epochs 5"), after
+# the job's own --warm-start, so that --no-warm-start among them wins;
 # SINE_SYNTH_ARGS to `sine synth` (e.g. "--users 500 --items 300" for a quicker demo).
 set -eu
 : "${SINE_DATA_DIR:=/srv/data}" "${SINE_STORE:=/srv/bundles}" "${SINE_INPUT_DIR:=/srv/input}"
 job=$(basename "$0")
+warm=""
 
 fail() { echo "$job: $*" >&2; exit 1; }
 
@@ -46,10 +53,15 @@ case "$job" in
     ;;
   sine-nightly)
     [ -f "$base_log" ] || fail "$base_log does not exist: sine-bootstrap makes it on the first start of the stack."
+    case $(printf '%s' "${SINE_NIGHTLY_WARM_START:-1}" | tr '[:upper:]' '[:lower:]') in
+      1|true|yes) warm=--warm-start ;;
+      0|false|no) ;;
+      *) fail "SINE_NIGHTLY_WARM_START=$SINE_NIGHTLY_WARM_START: give 1, true or yes (warm start, the default) or 0, false or no (cold)" ;;
+    esac
     ;;
   *) fail "run as sine-bootstrap or sine-nightly (got $job)" ;;
 esac
 
 export SINE_BASE_LOG="$base_log"
-# shellcheck disable=SC2086  # SINE_RETRAIN_ARGS is a list of flags
-exec sine retrain ${SINE_RETRAIN_ARGS:-} "$@"
+# shellcheck disable=SC2086  # SINE_RETRAIN_ARGS is a list of flags; $warm one or none
+exec sine retrain $warm ${SINE_RETRAIN_ARGS:-} "$@"

@@ -272,6 +272,8 @@ class ConceptItem(BaseModel):
 
 class Concept(BaseModel):
     id: int = Field(description="Prototype index in the concept pool, 0..L-1 (as in eq. 2's idx).")
+    label: str | None = Field(None, description="SINE-cate only: the attribute value (--prototypes-from) "
+                              "whose items' mean embedding this prototype is; absent for learned prototypes.")
     captured: int = Field(description="Items this prototype captures.")
     share: float = Field(description="captured / number of items.")
     norm: float = Field(description="L2 norm of the prototype (larger norms win more items and users).")

@@ -21,6 +21,9 @@ concepts.npy          (SINE, optional) float32 [L, D], the concept pool C of eq.
 concept_items.npy     (SINE with untied tables, optional) float32 [M, D], the input item
                       embeddings X that eqs. (1)-(2) compare with C; with tied tables (the
                       default) they are item_embeddings.npy itself and are not written twice
+concept_labels.json   (SINE-cate, optional) JSON list of L strings: the attribute value
+                      (--prototypes-from) prototype l is the mean of; absent: not SINE-cate,
+                      or exported before bundles carried them
 item_attributes.json  (optional) labels per item row: {"format": 1, "columns": {name:
                       {"values": [distinct labels, sorted], "rows": [[label codes of row 0],
                       ...]}}}; several codes in a row: a multi-valued attribute (genres);
@@ -56,6 +59,7 @@ import numpy as np
 from sine import attributes as item_attributes
 from sine.atomic import staging_directory
 from sine.errors import BundleError
+from sine.metrics import ordered_by_cutoff
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -66,6 +70,7 @@ ENCODER = "user_encoder.onnx"
 SAMPLE_QUERIES = "sample_queries.npy"
 CONCEPTS = "concepts.npy"
 CONCEPT_ITEMS = "concept_items.npy"
+CONCEPT_LABELS = "concept_labels.json"
 INDEX = "index.faiss"
 ATTRIBUTES = "item_attributes.json"
 REQUIRED_FILES = (ITEMS, ITEM_EMBEDDINGS, POPULARITY, ENCODER, SAMPLE_QUERIES)
@@ -81,6 +86,21 @@ CONCEPT_IDS = "concept_ids"  # [batch, K] int64, the activated prototypes of eq.
 INTENTION_ASSIGNMENT = "intention_assignment"  # [batch, seq, K] float32, P(k|t) of eq. (3)
 INTEREST_OUTPUTS = (INTEREST_VECTORS, INTEREST_WEIGHTS, CONCEPT_IDS, INTENTION_ASSIGNMENT)
 PADDING = 0
+
+
+def model_variant(model: str, training: Mapping[str, Any] | None) -> str:
+    """The paper's name for what was trained (section 4.5): "SINE", "SINE-label" (MIND's
+    label-aware attention in the loss, --label-aware), "SINE-cate" (the concept pool is an
+    attribute's labels, --prototypes-from), both joined when both were set; other models
+    by their --model name. `training` is the run's configuration (the manifest's
+    "training", a run's config.json "train"); without it a SINE model counts as plain.
+    """
+    if model != "sine":
+        return model
+    training = training or {}
+    parts = [name for name, on in (("label", training.get("label_aware")),
+                                    ("cate", training.get("prototypes_from"))) if on]
+    return "-".join(["SINE", "+".join(parts)]) if parts else "SINE"
 
 
 def sha256_of(path: Path) -> str:
@@ -107,6 +127,7 @@ class Bundle:
     popularity: np.ndarray  # [M] int64
     concepts: np.ndarray | None = None  # [L, D] float32, the concept pool C (SINE), when exported
     concept_items: np.ndarray | None = None  # [M, D] float32 input table, when untied from the above
+    concept_labels: list[str] | None = None  # [L], SINE-cate: the attribute value of each prototype
     attributes: item_attributes.ItemAttributes | None = None  # item_attributes.json, when exported with one
 
     @property
@@ -159,11 +180,13 @@ def write_bundle(
     concepts: np.ndarray | None = None,
     concept_items: np.ndarray | None = None,
     attributes: item_attributes.ItemAttributes | None = None,
+    concept_labels: list[str] | None = None,
 ) -> Bundle:
     """Write a complete bundle to `target` atomically and return it, read back and verified.
 
     `concepts` is SINE's concept pool [L, D]; `concept_items` the input item table [M, D],
-    given only when it is not `item_embeddings` (untied tables).
+    given only when it is not `item_embeddings` (untied tables); `concept_labels` SINE-cate's
+    label of each prototype (L strings).
     """
     item_embeddings = np.ascontiguousarray(item_embeddings, dtype=np.float32)
     if item_embeddings.ndim != 2 or len(item_embeddings) != len(items):
@@ -174,6 +197,8 @@ def write_bundle(
     sample_queries = np.asarray(sample_queries, dtype=np.int64)
     if concept_items is not None and concepts is None:
         raise BundleError("concept_items without concepts: the input table serves the concept pool only")
+    if concept_labels is not None and (concepts is None or len(concept_labels) != len(concepts)):
+        raise BundleError("concept_labels need concepts, one label per prototype")
     created = datetime.now(UTC).replace(microsecond=0)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -199,6 +224,8 @@ def write_bundle(
         for name, array in ((CONCEPTS, concepts), (CONCEPT_ITEMS, concept_items)):
             if array is not None:
                 np.save(staged / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        if concept_labels is not None:
+            (staged / CONCEPT_LABELS).write_text(json.dumps(list(concept_labels), ensure_ascii=False))
         if attributes is not None:
             (staged / ATTRIBUTES).write_bytes(item_attributes.to_json(attributes))
         _seal(staged, manifest)
@@ -238,7 +265,8 @@ def _seal(directory: Path, manifest: dict[str, Any]) -> None:
         for f in sorted(directory.iterdir())
         if f.is_file() and f.name != MANIFEST
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    # keys sorted (a stable file), @k keys by the number k (sine.metrics.cutoff_order)
+    (directory / MANIFEST).write_text(json.dumps(ordered_by_cutoff(manifest), indent=2))
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -315,13 +343,14 @@ def read_bundle(path: str | Path) -> Bundle:
                          or queries.max() > num_items):
         raise BundleError(f"{path}: {SAMPLE_QUERIES} does not match max_len / item count")
     concepts, concept_items = _read_concepts(path, manifest["files"], dim, num_items)
+    concept_labels = _read_concept_labels(path, manifest["files"], concepts)
     attributes = None
     if ATTRIBUTES in manifest["files"]:
         attributes = item_attributes.from_json((path / ATTRIBUTES).read_bytes(), num_items,
                                                f"{path}: {ATTRIBUTES}")
     return Bundle(path=path, manifest=manifest, items=items, item_embeddings=embeddings,
                   popularity=popularity, concepts=concepts, concept_items=concept_items,
-                  attributes=attributes)
+                  concept_labels=concept_labels, attributes=attributes)
 
 
 def _read_concepts(path: Path, listed: Mapping[str, Any], dim: int,
@@ -342,6 +371,21 @@ def _read_concepts(path: Path, listed: Mapping[str, Any], dim: int,
             raise BundleError(f"{path}: {CONCEPT_ITEMS} must be a finite ({num_items}, {dim}) array, "
                               f"got {concept_items.shape}")
     return concepts, concept_items
+
+
+def _read_concept_labels(path: Path, listed: Mapping[str, Any],
+                         concepts: np.ndarray | None) -> list[str] | None:
+    """SINE-cate's optional label per prototype, checked against the pool (None if absent)."""
+    if CONCEPT_LABELS not in listed:
+        return None
+    try:
+        labels = json.loads((path / CONCEPT_LABELS).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: {CONCEPT_LABELS} is not valid JSON ({exc})") from None
+    if (concepts is None or not isinstance(labels, list) or len(labels) != len(concepts)
+            or not all(isinstance(label, str) for label in labels)):
+        raise BundleError(f"{path}: {CONCEPT_LABELS} must list one string per row of {CONCEPTS}")
+    return labels
 
 
 def _load_array(file: Path, dtype: type, ndim: int) -> np.ndarray:

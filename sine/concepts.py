@@ -159,11 +159,14 @@ class ConceptAnalysis:
             "median_active_size": float(np.median(active)) if len(active) else 0.0,
         }
 
-    def concept(self, concept_id: int, items: list[str], nearest: int) -> dict[str, Any]:
-        """One prototype as JSON: its size and its `nearest` closest items (raw ids)."""
+    def concept(self, concept_id: int, items: list[str], nearest: int,
+                labels: list[str] | None = None) -> dict[str, Any]:
+        """One prototype as JSON: its size and its `nearest` closest items (raw ids), and its
+        label when the pool has labels (SINE-cate: `Bundle.concept_labels`)."""
         rows = self.nearest_rows[concept_id, :nearest]
         return {
             "id": int(concept_id),
+            **({"label": labels[concept_id]} if labels is not None else {}),
             "captured": int(self.counts[concept_id]),
             "share": round(float(self.counts[concept_id]) / self.num_items, 6),
             "norm": round(float(self.prototype_norms[concept_id]), 6),

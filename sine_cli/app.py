@@ -22,6 +22,7 @@ from typing import Any, Optional
 import typer
 
 from sine.errors import SineError
+from sine.launch import speaks_for_launch
 
 app = typer.Typer(
     name="sine",
@@ -50,15 +51,20 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     A file that cannot be read (a bundle mounted into a container whose user may not
     read it, a full disk) is the user's to fix, not a bug: one line that names the path
-    and the user, no traceback.
+    and the user, no traceback. Under torchrun every rank meets the same bad option, so
+    only rank 0 prints the line; the others exit with the same code in silence.
     """
+
+    def say(message: str) -> None:
+        if speaks_for_launch():
+            typer.secho(message, fg=typer.colors.RED, err=True)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except SineError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            say(f"error: {exc}")
             raise typer.Exit(2) from None
         except OSError as exc:
             if exc.errno is None:  # not the file system's or the network's answer
@@ -66,10 +72,11 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             where = f": {exc.filename}" if exc.filename else ""
             hint = (f" (this process runs as uid {os.getuid()}: make it readable to that user)"
                     if isinstance(exc, PermissionError) else "")
-            typer.secho(f"error: {exc.strerror}{where}{hint}", fg=typer.colors.RED, err=True)
+            say(f"error: {exc.strerror}{where}{hint}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+            if speaks_for_launch():
+                typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -139,7 +146,7 @@ def train(
 ) -> None:
     from sine.attributes import read_attribute_file
     from sine.data.logs import LogColumns
-    from trainer.distributed import launched_rank
+    from sine.launch import launched_rank
     from trainer.run import train_run
 
     config = _collect_config(config_file, overrides)
@@ -495,7 +502,7 @@ def synth(
     from sine.data.synthetic import SyntheticSpec, synthetic_items, synthetic_log
 
     if shape == "industrial":
-        from sine.data.industrial import IndustrialSpec, write_parquet_dataset
+        from sine.data.industrial import IndustrialSpec, item_attributes, write_parquet_dataset
 
         items = items if items is not None else IndustrialSpec.num_items
         groups = groups if groups is not None else IndustrialSpec.num_clusters
@@ -507,8 +514,11 @@ def synth(
         if out.exists() and any(out.iterdir()):
             raise SineError(f"{out}: exists and is not empty; choose a new directory")
         written = write_parquet_dataset(spec, out)
+        catalog = items_file_of(out)  # beside the dataset: the reader takes every file inside it
+        item_attributes(spec).to_csv(catalog, index=False)
         typer.echo(f"wrote {written:,} clicks on {items:,} items in {groups:,} clusters to {out} "
-                   "(day= partitions; the cluster of each click's item in column category)")
+                   "(day= partitions; the cluster of each click's item in column category), every "
+                   f"item's cluster to {catalog} (sine train --attributes, --prototypes-from category)")
         return
     if shape != "demo":
         raise SineError(f"--shape must be demo or industrial, not {shape!r}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sine.atomic import atomic_write
-from sine.bundle import MANIFEST, read_bundle
+from sine.bundle import MANIFEST, model_variant, read_bundle
 from sine.bundle_store import live_bundle_path
 from sine.concepts import CAPTURE_RULE, NEAREST_MAX, ConceptAnalysis, NoConceptPool, analyse, arrays_of
 from sine.errors import SineError
@@ -33,10 +33,12 @@ class ConceptSource:
     """A concept pool and the items it is compared with, from a bundle or a run."""
 
     description: str  # "bundle <version>" or "run <path>"
-    model: str
+    model: str  # the variant's name (`sine.bundle.model_variant`): SINE, SINE-label, SINE-cate ...
     prototypes: np.ndarray  # [L, D]
     item_table: np.ndarray  # [M, D], X of eqs. (1)-(2)
     items: list[str]  # raw id of row r
+    labels: list[str] | None = None  # SINE-cate: the attribute value prototype l stands for
+    labels_from: str | None = None  # ... and that attribute's name (--prototypes-from)
 
 
 def load_source(path: Path) -> ConceptSource:
@@ -49,8 +51,10 @@ def load_source(path: Path) -> ConceptSource:
     if live is not None:
         bundle = read_bundle(live)
         prototypes, table = arrays_of(bundle)
-        return ConceptSource(f"bundle {bundle.version}", str(bundle.manifest["model"]), prototypes, table,
-                             bundle.items)
+        training = bundle.manifest.get("training") or {}
+        return ConceptSource(f"bundle {bundle.version}", model_variant(str(bundle.manifest["model"]), training),
+                             prototypes, table, bundle.items, bundle.concept_labels,
+                             training.get("prototypes_from"))
     if (path / RUN_CONFIG).is_file():
         return _run_source(path)
     raise SineError(f"{path}: neither a bundle ({MANIFEST}) nor a run directory ({RUN_CONFIG}); give "
@@ -68,7 +72,9 @@ def _run_source(path: Path) -> ConceptSource:
     table = pool.get("concept_items")
     if table is None:  # tied tables: the exported item table is the input table
         table = run.encoder.item_vectors().detach().cpu().numpy()
-    return ConceptSource(f"run {path}", run.config.model, pool["concepts"], table, run.vocabulary.ids)
+    training = run.config.to_dict()
+    return ConceptSource(f"run {path}", model_variant(run.config.model, training), pool["concepts"], table,
+                         run.vocabulary.ids, run.info.get("categories"), training.get("prototypes_from"))
 
 
 @dataclass
@@ -120,6 +126,8 @@ def report(source: ConceptSource, analysis: ConceptAnalysis, top: int, nearest: 
         f"concepts of {source.description} ({source.model}: L={L} prototypes, D={source.prototypes.shape[1]}, "
         f"{M:,} items)",
         f"capture rule: {CAPTURE_RULE}",
+        *([f"prototypes: the mean embedding of the items of one {source.labels_from} label each "
+           "(SINE-cate); [label] after each concept"] if source.labels is not None else []),
         f"active prototypes: {s['active_prototypes']} of {L} ({s['active_prototypes'] / L:.1%}); entropy "
         f"{s['entropy']:.3f} nats = {s['entropy_normalized']:.3f} of log L = {s['effective_concepts']:.1f} "
         f"equally sized concepts; largest captures {s['largest_share']:.1%} of the items",
@@ -129,7 +137,8 @@ def report(source: ConceptSource, analysis: ConceptAnalysis, top: int, nearest: 
     ]
     for concept_id in analysis.ranked()[:top].tolist():
         count = int(analysis.counts[concept_id])
-        head = (f"concept {concept_id}: {count:,} items ({count / M:.1%}), "
+        label = f" [{source.labels_from}={source.labels[concept_id]}]" if source.labels is not None else ""
+        head = (f"concept {concept_id}{label}: {count:,} items ({count / M:.1%}), "
                 f"|C| {analysis.prototype_norms[concept_id]:.3f}")
         if info and info.genres and count:
             head += "; genres of its items: " + _genre_mix(analysis, concept_id, source.items, info)

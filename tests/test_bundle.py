@@ -250,3 +250,18 @@ def test_untied_input_items_travel_with_the_pool_and_bad_shapes_are_refused(tmp_
     with pytest.raises(BundleError, match="concept_items without concepts"):
         make(tmp_path / "alone", concept_items=inputs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_sine_cate_concept_labels_round_trip_and_must_match_the_pool(tmp_path):
+    loaded = make(tmp_path / "b", concepts=np.ones((3, 4), np.float32), concept_labels=["a", "b", "é"])
+    assert read_bundle(loaded.path).concept_labels == ["a", "b", "é"]
+    with pytest.raises(BundleError, match="one label per prototype"):
+        make(tmp_path / "short", concepts=np.ones((3, 4), np.float32), concept_labels=["a", "b"])
+    # a hand-edited file that no longer matches the pool is refused on reading
+    (loaded.path / "concept_labels.json").write_text('["a", "b"]')
+    manifest = json.loads((loaded.path / "manifest.json").read_text())
+    manifest["files"]["concept_labels.json"] = {"sha256": sha256_of(loaded.path / "concept_labels.json"),
+                                                "bytes": (loaded.path / "concept_labels.json").stat().st_size}
+    (loaded.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="concept_labels.json must list one string per row"):
+        read_bundle(loaded.path)

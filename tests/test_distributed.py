@@ -122,6 +122,28 @@ def test_a_batch_that_does_not_split_fails_before_reading_the_log(tmp_path, monk
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("rank", ["1", "0", None])
+def test_only_rank_zero_prints_a_bad_option(tmp_path, monkeypatch, rank):
+    """Under torchrun every rank meets the same bad option: rank 0 (or no launcher) prints
+    the one line, the other ranks exit with the same code and say nothing."""
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "missing.csv"), "--out",
+                                      str(tmp_path / "run"), "--batch-size", "0"])
+    assert result.exit_code == 2
+    if rank == "1":
+        assert result.stderr == "" and result.stdout == ""
+    else:
+        assert result.stderr == "error: --batch-size must be at least 1\n", result.stderr
+
+
 def test_settings_that_cannot_be_sharded_are_refused(monkeypatch):
     two = Group(rank=0, world_size=2, local_rank=0)
     assert distributed.check_shardable(two, 128, 1000) == 64

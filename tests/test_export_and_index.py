@@ -273,3 +273,24 @@ def test_without_onnxscript_sine_exports_through_torchscript(monkeypatch):
     sasrec = build_encoder("sasrec", asdict(SASRecConfig(num_items=60, dim=16))).eval()
     with pytest.raises(SineError, match="needs the onnxscript package"):
         export_onnx(sasrec, 20)
+
+
+def test_build_index_prints_and_stores_recall_in_the_order_of_k(flat_bundle, tmp_path):
+    """A 300-item catalog measures recall@10/50/100/200/300 (and at the serving depth):
+    printed and kept in the manifest in that order, not in string order (recall@100
+    before recall@50)."""
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    result = CliRunner().invoke(app, ["build-index", str(flat_bundle), "--type", "flat", "-o",
+                                      str(tmp_path / "indexed")])
+    assert result.exit_code == 0, result.output + result.stderr
+    printed = [int(k) for k in re.findall(r"recall@(\d+) ", result.stdout)]
+    assert printed == sorted(printed) and {10, 50, 100, 200, 300} <= set(printed), result.stdout
+    manifest = json.loads((tmp_path / "indexed" / "manifest.json").read_text())
+    assert [int(k.split("@")[1]) for k in manifest["index"]["recall"]] == printed
+    assert list(manifest) == sorted(manifest)  # every other key stays sorted

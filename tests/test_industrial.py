@@ -88,3 +88,28 @@ def test_sine_synth_industrial_writes_a_dataset_and_refuses_a_used_directory(tmp
     assert again.exit_code == 2 and "not empty" in again.stderr
     bad = runner.invoke(app, ["synth", "--shape", "huge", "--out", str(tmp_path / "x.csv")])
     assert bad.exit_code == 2 and "--shape must be demo or industrial" in bad.stderr
+
+
+def test_sine_synth_industrial_writes_the_item_clusters_as_an_attribute_file(tmp_path):
+    """Beside the dataset, in the format `--attributes` reads: every item's planted cluster,
+    the log's `category` of its clicks, usable as SINE-cate's prototypes."""
+    from typer.testing import CliRunner
+
+    from sine.attributes import read_attribute_file
+    from sine_cli.app import app
+    from trainer.config import TrainConfig
+    from trainer.run import category_pairs
+
+    result = CliRunner().invoke(app, ["synth", "--shape", "industrial", "--items", "300", "--groups", "6",
+                                      "--clicks", "2000", "--seed", "4", "--out", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output + result.stderr
+    path = tmp_path / "log.items.csv"
+    assert f"every item's cluster to {path}" in result.stdout
+    table = read_attribute_file(path)
+    ids, clusters = item_clusters(IndustrialSpec(num_items=300, num_clicks=2000, num_clusters=6, seed=4))
+    assert table["category"] == {item: (f"c{c}",) for item, c in zip(ids, clusters, strict=True)}
+    clicked = read_log(tmp_path / "log")
+    assert all(table["category"][i] == (c,) for i, c in zip(clicked[ITEM], clicked["category"], strict=True))
+    config = TrainConfig(interests=4, prototypes_from="category", attributes=str(path))
+    _, _, names = category_pairs(config, sorted(set(clicked[ITEM])))
+    assert names == [f"c{c}" for c in range(6)]

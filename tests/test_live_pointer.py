@@ -274,7 +274,7 @@ def test_model_endpoint_says_what_clients_need_and_no_paths(flat_bundle, hnsw_bu
     with client_for(hnsw_bundle) as c:
         body = c.get("/model").json()
         text = c.get("/model").text
-    assert set(body) == {"version", "model", "dim", "max_len", "num_items", "created_at", "metrics", "index",
+    assert set(body) == {"version", "model", "variant", "dim", "max_len", "num_items", "created_at", "metrics", "index",
                          "attributes", "serving", "encoder"}
     assert body["version"] == manifest["version"] and body["num_items"] == manifest["num_items"]
     assert body["index"]["type"] == "hnsw" and body["index"]["recall"] == manifest["index"]["recall"]

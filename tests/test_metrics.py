@@ -52,3 +52,15 @@ def test_padding_column_is_never_ranked():
 def test_ties_count_against_the_target():
     scores = [[0.0, 1.0, 1.0, 1.0]]
     assert rank_targets(fixed_scorer(scores), make_set([1], [[]])).tolist() == [3]
+
+
+def test_cutoff_keys_sort_by_the_number_after_the_at():
+    from sine.metrics import cutoff_order, ordered_by_cutoff
+
+    keys = ["recall@1000", "recall@10", "recall@200", "ndcg@50", "recall@100", "hr@20", "type", "hr@5"]
+    assert sorted(keys, key=cutoff_order) == ["hr@5", "hr@20", "ndcg@50", "recall@10", "recall@100",
+                                              "recall@200", "recall@1000", "type"]
+    nested = {"b": [{"r@20": 1, "r@3": 2}], "a": {"x@100": 0, "x@9": 0}}
+    assert list(ordered_by_cutoff(nested)) == ["a", "b"]
+    assert list(ordered_by_cutoff(nested)["a"]) == ["x@9", "x@100"]
+    assert list(ordered_by_cutoff(nested)["b"][0]) == ["r@3", "r@20"]

@@ -8,6 +8,8 @@ through training. Both are off by default, and the default model is unchanged by
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -235,3 +237,80 @@ def test_a_sine_label_bundle_is_served_as_it_is_evaluated():
         "default_retrieval": "interests", "default_interest_merge": "score"}
     assert retrieval_section(TrainConfig(model="sine")) == {}
     assert retrieval_section(TrainConfig(model="mind"))["default_interest_merge"] == "score"
+
+
+# ------------------------------------------------------------------- the variant, named
+
+
+def test_the_variant_is_named_from_the_training_configuration():
+    from sine.bundle import model_variant
+
+    assert model_variant("sine", TrainConfig(model="sine").to_dict()) == "SINE"
+    assert model_variant("sine", TrainConfig(model="sine", label_aware=True).to_dict()) == "SINE-label"
+    cate = TrainConfig(model="sine", prototypes_from="category", attributes="items.csv")
+    assert model_variant("sine", cate.to_dict()) == "SINE-cate"
+    assert model_variant("sine", {"label_aware": True, "prototypes_from": "genre"}) == "SINE-label+cate"
+    assert model_variant("sine", None) == "SINE"  # a manifest without its training section
+    assert model_variant("mind", TrainConfig(model="mind").to_dict()) == "mind"
+
+
+def test_a_sine_cate_bundle_names_its_variant_and_each_concepts_label(tmp_path, synthetic_csv,
+                                                                      attributes_csv):
+    """`sine inspect` and GET /model(/concepts) say SINE-cate and which label each prototype
+    is the mean of (the run's categories, carried into the bundle as concept_labels.json)."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from service.core.config import Settings
+    from service.main import create_app
+    from sine.bundle import CONCEPT_LABELS, read_bundle
+    from sine_cli.app import app
+    from trainer.export import export_bundle
+    from trainer.run import load_run, train_run
+
+    config = TrainConfig(model="sine", dim=8, interests=3, epochs=1, batch_size=256, seed=0,
+                         prototypes_from="category", attributes=str(attributes_csv), threads=1)
+    train_run(synthetic_csv, tmp_path / "run", config)
+    names = load_run(tmp_path / "run").info["categories"]
+    bundle = export_bundle(tmp_path / "run", tmp_path / "bundle")
+    assert bundle.concept_labels == names and CONCEPT_LABELS in bundle.manifest["files"]
+    assert len(names) == len(bundle.concepts) == 12
+
+    for source in (tmp_path / "bundle", tmp_path / "run"):
+        result = CliRunner().invoke(app, ["inspect", str(source), "--top", "12", "--nearest", "1"])
+        assert result.exit_code == 0, result.output + result.stderr
+        assert "(SINE-cate: L=12 prototypes" in result.output
+        heads = [line for line in result.output.splitlines() if line.startswith("concept ")]
+        assert len(heads) == 12
+        for head in heads:
+            concept_id = int(head.split()[1])
+            assert head.startswith(f"concept {concept_id} [category={names[concept_id]}]: "), head
+
+    with TestClient(create_app(Settings(bundle=tmp_path / "bundle"))) as client:
+        assert client.get("/model").json()["variant"] == "SINE-cate"
+        concepts = client.get("/model/concepts", params={"top": 12}).json()["concepts"]
+        assert sorted(c["id"] for c in concepts) == list(range(12))
+        assert all(c["label"] == names[c["id"]] for c in concepts)
+
+    # a bundle without the labels (exported before they were carried) loads and is served
+    (tmp_path / "bundle" / CONCEPT_LABELS).unlink()
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    del manifest["files"][CONCEPT_LABELS]
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    assert read_bundle(tmp_path / "bundle").concept_labels is None
+    with TestClient(create_app(Settings(bundle=tmp_path / "bundle"))) as client:
+        assert all("label" not in c for c in client.get("/model/concepts").json()["concepts"])
+
+
+def test_plain_and_label_aware_sine_are_named_by_get_model(flat_bundle, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from service.core.config import Settings
+    from service.main import create_app
+    from sine.bundle import add_to_bundle, read_bundle
+
+    training = dict(read_bundle(flat_bundle).manifest["training"], label_aware=True)
+    label = add_to_bundle(flat_bundle, tmp_path / "label", {}, {"training": training})
+    for path, name in ((flat_bundle, "SINE"), (label.path, "SINE-label")):
+        with TestClient(create_app(Settings(bundle=path))) as client:
+            assert client.get("/model").json()["variant"] == name

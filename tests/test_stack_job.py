@@ -56,7 +56,7 @@ def test_demo_mode_bootstrap_makes_the_synthetic_log_and_the_nightly_reuses_it(s
     assert calls[1] == f"retrain --epochs 3 | SINE_BASE_LOG={synthetic}"
     result, calls = stack("sine-nightly")
     assert result.returncode == 0, result.stderr
-    assert calls == [f"retrain | SINE_BASE_LOG={synthetic}"]
+    assert calls == [f"retrain --warm-start | SINE_BASE_LOG={synthetic}"]
 
 
 def test_nightly_before_bootstrap_says_what_is_missing(stack):
@@ -79,10 +79,33 @@ def test_a_configured_log_that_is_missing_fails_and_never_trains_on_synthetic_da
 def test_a_mounted_log_is_used_by_both_jobs(stack):
     log = stack.tmp / "input" / "clicks.csv.gz"
     log.write_bytes(b"")
-    for job in ("sine-bootstrap", "sine-nightly"):
+    for job, warm in (("sine-bootstrap", ""), ("sine-nightly", " --warm-start")):
         result, calls = stack(job, SINE_LOG_FILE="clicks.csv.gz")
         assert result.returncode == 0, result.stderr
-        assert calls == [f"retrain | SINE_BASE_LOG={log}"], job
+        assert calls == [f"retrain{warm} | SINE_BASE_LOG={log}"], job
+
+
+@pytest.mark.parametrize(("setting", "warm"), [(None, True), ("1", True), ("TRUE", True), ("yes", True),
+                                               ("0", False), ("false", False), ("No", False)])
+def test_the_nightly_warm_starts_unless_told_not_to_and_bootstrap_never_does(stack, setting, warm):
+    log = stack.tmp / "input" / "clicks.csv.gz"
+    log.write_bytes(b"")
+    extra = {"SINE_LOG_FILE": "clicks.csv.gz", "SINE_RETRAIN_ARGS": "--epochs 5"}
+    if setting is not None:
+        extra["SINE_NIGHTLY_WARM_START"] = setting
+    result, calls = stack("sine-nightly", **extra)
+    assert result.returncode == 0, result.stderr
+    assert calls == [f"retrain {'--warm-start ' if warm else ''}--epochs 5 | SINE_BASE_LOG={log}"]
+    result, calls = stack("sine-bootstrap", **extra)
+    assert result.returncode == 0, result.stderr
+    assert calls == [f"retrain --epochs 5 | SINE_BASE_LOG={log}"]
+
+
+def test_a_garbled_warm_start_setting_fails_and_says_what_it_takes(stack):
+    (stack.tmp / "input" / "clicks.csv.gz").write_bytes(b"")
+    result, calls = stack("sine-nightly", SINE_LOG_FILE="clicks.csv.gz", SINE_NIGHTLY_WARM_START="warm")
+    assert result.returncode == 1 and calls == []
+    assert "SINE_NIGHTLY_WARM_START=warm: give 1, true or yes" in result.stderr
 
 
 def test_bootstrap_does_nothing_once_a_model_is_live(stack):

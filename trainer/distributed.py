@@ -32,7 +32,6 @@ path is the one it always was.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from sine.errors import SineError
+from sine.launch import env_int, launched_world_size
 
 log = logging.getLogger("sine.train")
 
@@ -65,20 +65,11 @@ class Group:
 SINGLE = Group(rank=0, world_size=1, local_rank=0)
 
 
-def launched_world_size() -> int:
-    """WORLD_SIZE as torchrun set it (1 when not launched by torchrun)."""
-    return _env_int("WORLD_SIZE", 1)
-
-
-def launched_rank() -> int:
-    return _env_int("RANK", 0)
-
-
 def current() -> Group:
     """The active process group, or SINGLE when training runs in one process."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return SINGLE
-    return Group(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0))
+    return Group(dist.get_rank(), dist.get_world_size(), env_int("LOCAL_RANK", 0))
 
 
 def rank_device(name: str) -> str:
@@ -87,11 +78,11 @@ def rank_device(name: str) -> str:
     processes share the node, since they would all land on the same GPU."""
     if launched_world_size() <= 1:
         return name
-    local_rank = _env_int("LOCAL_RANK", 0)
+    local_rank = env_int("LOCAL_RANK", 0)
     wants_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
     if wants_cuda:
         return f"cuda:{local_rank}"
-    if name.startswith("cuda:") and _env_int("LOCAL_WORLD_SIZE", 1) > 1:
+    if name.startswith("cuda:") and env_int("LOCAL_WORLD_SIZE", 1) > 1:
         raise SineError(f"--device {name} under torchrun with several processes per node: "
                         f"give --device cuda (each rank takes cuda:LOCAL_RANK)")
     return name
@@ -182,13 +173,3 @@ def wrap(model: torch.nn.Module, group: Group, device: torch.device) -> torch.nn
         model, device_ids=[device.index] if device.type == "cuda" else None,
         gradient_as_bucket_view=True,
     )
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise SineError(f"environment {name}={value!r} is not an integer (set by torchrun)") from None

@@ -263,6 +263,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, extra: dict[str, Any] | 
                "training": run.config.to_dict(), **retrieval_section(run.config), **(extra or {})},
         **concept_pool(encoder),
         attributes=aligned,
+        concept_labels=run.info.get("categories"),  # SINE-cate: prototype l is label l's items' mean
     )
     log.info("wrote bundle %s (version %s, %d items, D=%d)", out, bundle.version,
              bundle.num_items, bundle.dim)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -236,6 +237,14 @@ def item_clusters(spec: IndustrialSpec) -> tuple[np.ndarray, np.ndarray]:
     """(item ids 'iN', cluster of each): the planted structure, for attribute files and tests."""
     cat = catalog(spec)
     return np.char.add("i", np.arange(spec.num_items).astype(str)), cat.cluster
+
+
+def item_attributes(spec: IndustrialSpec) -> pd.DataFrame:
+    """The item attribute file of the log (``item_id, category``, every catalog item): the
+    cluster under the log's own name for it, so `sine train --attributes FILE
+    --prototypes-from category` (SINE-cate) and the filters can use the planted clusters."""
+    ids, clusters = item_clusters(spec)
+    return pd.DataFrame({ITEM: ids, "category": np.char.add("c", clusters.astype(str))})
 
 
 def expected_users(spec: IndustrialSpec) -> int:

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service import interests
 from service.api.deps import live_model
 from service.schemas import ConceptsResponse, Health
+from sine.bundle import model_variant
 from sine.concepts import CAPTURE_RULE, NEAREST_MAX, NEAREST_RULE, NoConceptPool
 
 router = APIRouter(tags=["operations"])
@@ -82,6 +83,7 @@ def public_model_info(model) -> dict:
     """The part of the live model's manifest that clients need, plus how it is served."""
     manifest = model.bundle.manifest
     info = {key: manifest[key] for key in MANIFEST_FIELDS if key in manifest}
+    info["variant"] = model_variant(manifest["model"], manifest.get("training"))
     info["metrics"] = {split: values for split, values in info.get("metrics", {}).items()
                        if isinstance(values, dict)}
     index = manifest.get("index") or {}
@@ -134,6 +136,7 @@ async def model_concepts(
         "capture_rule": CAPTURE_RULE,
         "nearest_rule": NEAREST_RULE,
         "summary": analysis.summary(),
-        "concepts": [analysis.concept(i, model.item_list, nearest) for i in chosen],
+        "concepts": [analysis.concept(i, model.item_list, nearest, model.bundle.concept_labels)
+                     for i in chosen],
     }
     return Response(orjson.dumps(body), media_type="application/json")
