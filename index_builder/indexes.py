@@ -6,24 +6,33 @@ the scores returned to users are the model's own. Types:
 
 ========= ======================================================= =====================
 flat      exact search (IndexFlatIP)                              items x D <= 1M floats
-hnsw      graph search (IndexHNSWFlat, M=32), efSearch tuned      up to ~200k items
-ivf       inverted lists (IndexIVFFlat, sqrt-sized), nprobe tuned 200k+ items; GPU
-ivfpq     IVF + product quantisation, exact re-ranking of         GPU, > 5M items;
-          the candidates (IndexRefineFlat), nprobe tuned          CPU: only with --type
-ivfsq8    IVF + 8-bit scalar quantisation, exact re-ranking of    CPU, 200k+ items, only
-          k_factor x k candidates (IndexRefineFlat, k_factor 2),  with --type (not yet
-          nprobe tuned, then k_factor                             in `auto`)
+hnsw      graph search (IndexHNSWFlat, M=32), efSearch tuned      up to 1M items (CPU)
+ivf       inverted lists (IndexIVFFlat, 4 sqrt(N) lists),         GPU above 100k items;
+          nprobe tuned                                            CPU: only with --type
+ivfpq     IVF + product quantisation, exact re-ranking of         CPU, only with --type
+          the candidates (IndexRefineFlat), nprobe tuned
+ivfsq8    IVF + 8-bit scalar quantisation, exact re-ranking of    CPU, above 1M items
+          k_factor x k candidates (IndexRefineFlat, k_factor 2),
+          nprobe tuned, then k_factor
 ========= ======================================================= =====================
 
-`auto` picks by catalog size (`choose_type` says why; the cut-offs come from
-bench/results/index.md). On a machine where faiss has GPU
-support and a GPU is visible, flat / ivf / ivfpq are built and searched on the GPU
-(ivfpq's GPU path is untested: faiss's GPU cloner names no IndexRefineFlat, which wraps it);
-hnsw and ivfsq8 stay on the CPU (`sine.search.CPU_ONLY_TYPES` says why; `auto` picks ivf
-on a GPU instead of hnsw). ivfsq8 stores 1 byte per dimension for the codes *and* the full
-float vectors for the re-ranking (about 650 bytes/item at D=128 against IVF-Flat's 520,
-bench/results/index_bytes.json): it buys search speed (IVF-Flat's recall in about half the
-CPU time at 1M items, bench/index_1m.py "ivf-sq8+refine"), not memory.
+`auto` picks by catalog size (`choose_type` says why). The cut-offs are measured: an
+exact scan is as fast as HNSW up to ~1M floats (bench/results/index.md); at 1M items, on
+a catalog calibrated to a trained SINE table with held-out queries, one query per call on
+one thread, HNSW (M=32, efConstruction 200) reached recall@50 0.956 at 21x exact search
+where the best IVF (SQ8 codes + exact re-ranking, 4,096 lists) needed 512 probes for
+0.97 at 7.3x and IVF-Flat was slower still at every recall (bench/results/index_1m.md).
+Above 1M items nothing was measured; HNSW's build time (13.4 min for 1M x 128 on two
+loaded cores) and memory (784 bytes/item) grow with the catalog, so `auto` switches to
+ivfsq8 there, IVF-Flat's recall in about half its CPU time at 1M.
+
+On a machine where faiss has GPU support and a GPU is visible, flat and ivf are built and
+searched on the GPU; hnsw, ivfpq and ivfsq8 stay on the CPU (`sine.search.CPU_ONLY_TYPES`
+says why: faiss has no GPU HNSW, and its GPU cloner cannot move IndexRefineFlat, the
+exact re-ranking that wraps ivfpq and ivfsq8), so `auto` picks ivf on a GPU above 100k
+items. ivfsq8 stores 1 byte per dimension for the codes *and* the full float vectors for
+the re-ranking (about 650 bytes/item at D=128 against IVF-Flat's 520,
+bench/results/index_bytes.json): it buys search speed, not memory.
 """
 
 from __future__ import annotations
@@ -53,8 +62,7 @@ from sine.search import (  # noqa: F401 - the runtime half, re-exported for the 
 # an exact scan of a table up to ~4 MB is as fast as HNSW at one thread (bench/index_bench.py:
 # 12k x 64 exact 0.20-0.28 ms vs HNSW 0.23 ms; 23.7k x 64 exact 0.73 ms vs HNSW 0.17 ms)
 FLAT_MAX_FLOATS = 1_000_000
-HNSW_MAX_ITEMS = 200_000
-IVF_MAX_ITEMS = 5_000_000
+HNSW_MAX_ITEMS = 1_000_000  # the largest catalog HNSW was measured at (bench/results/index_1m.md)
 GPU_FLAT_MAX_ITEMS = 100_000
 
 
@@ -74,21 +82,20 @@ def choose_type(num_items: int, gpu: bool, dim: int = 128) -> tuple[str, str]:
     if gpu:
         if num_items <= GPU_FLAT_MAX_ITEMS:
             return "flat", f"{num_items:,} items <= {GPU_FLAT_MAX_ITEMS:,}: exact search is fast on a GPU"
-        if num_items <= IVF_MAX_ITEMS:
-            return "ivf", f"{num_items:,} items on a GPU: IVF-Flat (faiss has no GPU HNSW)"
-        return "ivfpq", f"{num_items:,} items > {IVF_MAX_ITEMS:,}: IVF-PQ keeps the index in memory"
+        return "ivf", (f"{num_items:,} items on a GPU: IVF-Flat (faiss has no GPU HNSW, and cannot move "
+                       "the exact re-ranking of IVF-PQ / IVF-SQ8 to a GPU)")
     if num_items * dim <= FLAT_MAX_FLOATS:
         return "flat", (f"{num_items:,} items x D={dim} <= {FLAT_MAX_FLOATS:,} floats: an exact scan "
                         "is as fast as HNSW at this size, and exact")
     if num_items <= HNSW_MAX_ITEMS:
         return "hnsw", (f"{num_items:,} items <= {HNSW_MAX_ITEMS:,}: HNSW answers a query in far less "
-                        "than an exact scan, at tunable recall")
+                        "than an exact scan at recall@50 >= 0.95 (21x at 1M items, bench/results/index_1m.md)")
     # no IVF-PQ on the CPU at any size: with its exact re-ranking (IndexRefineFlat) it keeps the full
     # vectors too, so it is larger than IVF-Flat (584 vs 520 bytes/item at D=128,
     # bench/results/index_bytes.json) and it was slower at every size measured (bench/results/index.md)
-    return "ivf", (f"{num_items:,} items > {HNSW_MAX_ITEMS:,}: IVF builds much faster than HNSW at this "
-                   "size, at tunable recall (IVF-PQ with re-ranking would be larger, not smaller: "
-                   "bench/results/index_bytes.json)")
+    return "ivfsq8", (f"{num_items:,} items > {HNSW_MAX_ITEMS:,}: IVF with SQ8 codes and exact re-ranking "
+                      "builds much faster than HNSW at this size and reached IVF-Flat's recall in about "
+                      "half its CPU time at 1M items (bench/results/index_1m.md)")
 
 
 def default_spec(kind: str, num_items: int, dim: int) -> IndexSpec:

@@ -42,6 +42,7 @@ REFINE_K_FACTOR = {"ivfpq": 4, "ivfsq8": 2}
 # Types served from the CPU even where faiss has a GPU, and why: faiss's GPU cloner has no HNSW and
 # does not take the re-ranking wrapper IndexRefineFlat ("not implemented on GPU").
 CPU_ONLY_TYPES = {"hnsw": "faiss has no GPU HNSW index",
+                  "ivfpq": "faiss cannot move IndexRefineFlat (the exact re-ranking) to a GPU",
                   "ivfsq8": "faiss cannot move IndexRefineFlat (the exact re-ranking) to a GPU"}
 
 # How deep the service searches, by default: the index builder measures recall at these

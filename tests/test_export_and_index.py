@@ -227,11 +227,15 @@ def test_auto_choice_by_catalog_size():
     assert indexes.choose_type(12_000, gpu=False, dim=64)[0] == "flat"
     assert indexes.choose_type(12_000, gpu=False, dim=128)[0] == "hnsw"
     assert indexes.choose_type(50_000, gpu=False)[0] == "hnsw"
-    assert indexes.choose_type(1_000_000, gpu=False)[0] == "ivf"
-    # IVF-PQ + re-ranking is larger than IVF-Flat on the CPU (bench/results/index_bytes.json): never auto there
-    for size in (5_000_001, 20_000_000, 100_000_000):
-        assert indexes.choose_type(size, gpu=False)[0] == "ivf"
-    assert indexes.choose_type(20_000_000, gpu=True)[0] == "ivfpq"
+    # HNSW up to the 1M items it was measured at (bench/results/index_1m.md), IVF-SQ8 + re-ranking above;
+    # IVF-PQ + re-ranking is larger than IVF-Flat on the CPU (bench/results/index_bytes.json): never auto
+    assert indexes.choose_type(1_000_000, gpu=False)[0] == "hnsw"
+    for size in (1_000_001, 5_000_001, 20_000_000, 100_000_000):
+        assert indexes.choose_type(size, gpu=False)[0] == "ivfsq8"
+    # on a GPU: no HNSW, and the re-ranking wrapper of ivfpq / ivfsq8 cannot move there
+    for size in (1_000_000, 20_000_000):
+        assert indexes.choose_type(size, gpu=True)[0] == "ivf"
+        assert indexes.choose_type(size, gpu=True)[0] not in indexes.CPU_ONLY_TYPES
     assert indexes.choose_type(50_000, gpu=True)[0] == "flat"
     assert indexes.choose_type(1_000_000, gpu=True)[0] == "ivf"
 
