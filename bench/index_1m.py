@@ -47,14 +47,16 @@ from sine.search import faiss_module  # noqa: E402
 
 log = logging.getLogger("sine.bench")
 K = 50
-# sqrt(N) lists at 1M: the 4 sqrt(N) = 4,096 of `auto` costs 16x the k-means and 4x the adds,
-# more CPU than a loaded 2-core VM gave this run
-NLIST = 1024
+# `auto`'s 4 sqrt(N) lists at 1M (index_builder.indexes.default_spec); --nlist 1024 (sqrt N) is
+# the cheaper build an earlier, loaded run used
+NLIST = 4096
+EF_CONSTRUCTION = 200  # what `sine build-index` builds (index_builder.indexes.default_spec)
+NPROBES = (8, 16, 32, 64, 128, 256, 512)
 SWEEPS = {
-    "hnsw32": [{"efSearch": v} for v in (32, 64, 128, 256)],
-    "ivf-flat": [{"nprobe": v} for v in (8, 16, 32, 64, 128)],
-    "ivf-sq8+refine": [{"nprobe": p, "k_factor": 2} for p in (8, 16, 32, 64, 128)],
-    "ivf-pq32+refine": [{"nprobe": p, "k_factor": 4} for p in (8, 16, 32, 64, 128)],
+    "hnsw32": [{"efSearch": v} for v in (64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)],
+    "ivf-flat": [{"nprobe": v} for v in NPROBES],
+    "ivf-sq8+refine": [{"nprobe": p, "k_factor": 2} for p in NPROBES],
+    "ivf-pq32+refine": [{"nprobe": p, "k_factor": 4} for p in NPROBES],
 }
 
 
@@ -83,10 +85,11 @@ def cached(path: Path, make):
     return value
 
 
-def build(name: str, vectors: np.ndarray, cache: Path, tag: str):
+def build(name: str, vectors: np.ndarray, cache: Path, tag: str, nlist: int = NLIST,
+          ef_construction: int = EF_CONSTRUCTION):
     """Build (or load from the cache) index `name` over `vectors`; (index, build seconds)."""
     faiss = faiss_module()
-    path = cache / f"{tag}-{name}.faiss"
+    path = cache / (f"{tag}-{name}-ef{ef_construction}.faiss" if name == "hnsw32" else f"{tag}-{name}-{nlist}.faiss")
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
         return faiss.read_index(str(path)), json.loads(meta.read_text())["build_seconds"]
@@ -95,24 +98,22 @@ def build(name: str, vectors: np.ndarray, cache: Path, tag: str):
     start = time.perf_counter()
     if name == "hnsw32":
         index = faiss.IndexHNSWFlat(dim, 32, ip)
-        index.hnsw.efConstruction = 100
+        index.hnsw.efConstruction = ef_construction
         index.add(vectors)
     else:
-        quantizer = _quantizer(vectors, cache, tag)
+        quantizer = _quantizer(vectors, cache, tag, nlist)
         if name == "ivf-flat":
-            index = faiss.IndexIVFFlat(quantizer, dim, NLIST, ip)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
         elif name == "ivf-sq8+refine":
-            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, NLIST, faiss.ScalarQuantizer.QT_8bit, ip)
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
         else:
-            index = faiss.IndexIVFPQ(quantizer, dim, NLIST, 32, 8, ip)
-        index.own_fields = True
-        quantizer.this.disown()
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, 32, 8, ip)
+        # no own_fields: faiss's Python wrappers keep the quantiser (and below the wrapped
+        # index) referenced, and ownership on both sides freed the base index twice
         sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:256_000]]
         index.train(sample)  # the coarse quantiser is trained already: codes only
         if name != "ivf-flat":
             index = faiss.IndexRefineFlat(index)
-            index.own_fields = True
-            index.base_index.this.disown()
         index.add(vectors)
     seconds = time.perf_counter() - start
     faiss.write_index(index, str(path))
@@ -120,16 +121,16 @@ def build(name: str, vectors: np.ndarray, cache: Path, tag: str):
     return index, seconds
 
 
-def _quantizer(vectors: np.ndarray, cache: Path, tag: str):
+def _quantizer(vectors: np.ndarray, cache: Path, tag: str, nlist: int):
     """The IVF coarse quantiser (k-means, nlist centroids, on a 256k sample), shared by the IVF
     variants of a catalog and cached: the build seconds reported exclude this k-means."""
     faiss = faiss_module()
-    path = cache / f"{tag}-centroids-{NLIST}.npy"
+    path = cache / f"{tag}-centroids-{nlist}.npy"
     if path.exists():
         centroids = np.load(path)
     else:
         sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:256_000]]
-        km = faiss.Kmeans(vectors.shape[1], NLIST, niter=10, seed=0, spherical=False,
+        km = faiss.Kmeans(vectors.shape[1], nlist, niter=10, seed=0, spherical=False,
                           max_points_per_centroid=64)
         km.train(sample)
         centroids = km.centroids
@@ -168,7 +169,8 @@ def single_p50(index, queries: np.ndarray, k: int) -> tuple[float, float]:
 
 
 def measure_catalog(tag: str, vectors: np.ndarray, queries: np.ndarray, cache: Path, kinds: list[str],
-                    singles: int, exact_singles: int, on_kind=None) -> dict:
+                    singles: int, exact_singles: int, on_kind=None, nlist: int = NLIST,
+                    ef_construction: int = EF_CONSTRUCTION) -> dict:
     faiss = faiss_module()
     order = np.random.default_rng(1).permutation(len(queries))
     tuning, held = queries[order[: len(queries) // 2]], queries[order[len(queries) // 2:]]
@@ -184,7 +186,7 @@ def measure_catalog(tag: str, vectors: np.ndarray, queries: np.ndarray, cache: P
                  "queries_held_out": len(held), "exact_bytes_per_item": vectors.shape[1] * 4, "indexes": {}}
     for kind in kinds:
         faiss.omp_set_num_threads(2)
-        index, seconds = build(kind, vectors, cache, tag)
+        index, seconds = build(kind, vectors, cache, tag, nlist, ef_construction)
         nbytes = len(faiss.serialize_index(index))
         rows = []
         for params in SWEEPS[kind]:
@@ -224,9 +226,17 @@ def measure_cached(report: dict, args, tag: str, make) -> np.ndarray:
     items = cached(args.cache / f"{tag}-items.npy", make)
     queries = np.load(args.cache / f"{tag}-queries.npy")[: args.queries]
     if not args.profiles_only:
-        report["catalogs"][tag] = measure_catalog(
+        # kinds not measured this time keep their earlier rows (re-measure one kind alone)
+        earlier = report["catalogs"].get(tag, {}).get("indexes", {})
+
+        def merged(entry: dict) -> dict:
+            return {**entry, "indexes": {**earlier, **entry["indexes"]}}
+
+        entry = measure_catalog(
             tag, items, queries, args.cache, args.kinds, args.singles, args.exact_singles,
-            lambda entry: _write({**report, "catalogs": {**report["catalogs"], tag: entry}}, args.out))
+            lambda entry: _write({**report, "catalogs": {**report["catalogs"], tag: merged(entry)}}, args.out),
+            nlist=args.nlist, ef_construction=args.ef_construction)
+        report["catalogs"][tag] = merged(entry)
         _write(report, args.out)
     return items
 
@@ -240,6 +250,9 @@ def main() -> None:
     parser.add_argument("--worst-case", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure today's synthetic-1m (D=128)")
     parser.add_argument("--kinds", nargs="+", default=list(SWEEPS))
+    parser.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION,
+                        help="HNSW efConstruction (default: what sine build-index builds)")
+    parser.add_argument("--nlist", type=int, default=NLIST, help="IVF lists (default: auto's 4 sqrt(N) at 1M)")
     parser.add_argument("--singles", type=int, default=200, help="queries timed per configuration")
     parser.add_argument("--exact-singles", type=int, default=30, help="exact queries timed per configuration")
     parser.add_argument("--profiles-only", action="store_true",
@@ -250,7 +263,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.cache.mkdir(parents=True, exist_ok=True)
     report = json.loads(args.out.read_text()) if args.out.exists() else {"catalogs": {}, "profiles": {}}
-    report["settings"] = {"k": K, "nlist": NLIST, "hnsw": "M=32, efConstruction=100",
+    report["settings"] = {"k": K, "nlist": args.nlist, "hnsw": f"M=32, efConstruction={args.ef_construction}",
                           "latency_threads": 1, "recall_threads": 2, "singles": args.singles,
                           "exact_singles": args.exact_singles, "faiss": faiss_module().__version__}
     from sine.neighbours import neighbour_profile
