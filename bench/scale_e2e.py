@@ -215,6 +215,7 @@ def main() -> None:
     log_dir = work / "logs"
     log_dir.mkdir(exist_ok=True)
     report: dict[str, Any] = {"items": args.items, "clicks": args.clicks, "deadline_utc": args.deadline,
+                              "argv": " ".join(sys.argv[1:]),
                               "load_average_start": os.getloadavg(), "stages": {},
                               "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
@@ -291,7 +292,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# End to end at {report['items']:,} items, {report['clicks']:,} clicks",
         "",
-        f"Command: `nice -n 10 .venv/bin/python bench/scale_e2e.py` (started {report['started_utc']}, "
+        f"Command: `{' '.join(filter(None, ['.venv/bin/python bench/scale_e2e.py', report.get('argv')]))}` "
+        f"(started {report['started_utc']}, "
         f"load average at start {report['load_average_start'][0]:.1f} on this 2-core machine shared "
         "by several sessions; every stage is one process, peak RSS = its ru_maxrss).",
         "",
