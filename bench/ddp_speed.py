@@ -156,6 +156,7 @@ def write_markdown(report: dict) -> None:
                   "that, not what data parallelism gains on a quiet machine; the accuracy "
                   "section's runs (1 thread in both arms), when measured, give a second "
                   "throughput comparison.", ""]
+        lines += [s["note"], ""] if s.get("note") else []
     if "accuracy" not in report:
         lines += ["## Accuracy", "", "Not measured yet (`bench/ddp_speed.py accuracy`). "
                   "tests/test_distributed.py checks the stronger property on a small log: "
