@@ -489,7 +489,7 @@ def synth(
     items: int = typer.Option(None, help="Number of items (default: 1,000 demo, 1,000,000 "
                               "industrial)."),
     groups: int = typer.Option(None, help="Latent item groups, the planted interests (default: "
-                               "20 demo, 2,000 industrial)."),
+                               "20 demo; industrial 2,000, or items / 50 when that is fewer)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same log."),
     shape: str = typer.Option("demo", help="demo: a small CSV log; industrial: Zipf items in "
                               "clusters, multi-interest users in sessions, partitioned Parquet "
@@ -505,7 +505,10 @@ def synth(
         from sine.data.industrial import IndustrialSpec, item_attributes, write_parquet_dataset
 
         items = items if items is not None else IndustrialSpec.num_items
-        groups = groups if groups is not None else IndustrialSpec.num_clusters
+        # 2,000 clusters at the default million items; a small catalog gets ~50 items a cluster
+        groups = groups if groups is not None else min(IndustrialSpec.num_clusters, max(1, items // 50))
+        if not 1 <= groups <= items:
+            raise SineError(f"--groups {groups:,} must be between 1 and --items ({items:,})")
         try:
             spec = IndustrialSpec(num_items=items, num_clicks=clicks, num_clusters=groups, seed=seed,
                                   **({"zipf": zipf} if zipf is not None else {}))

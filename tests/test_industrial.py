@@ -113,3 +113,21 @@ def test_sine_synth_industrial_writes_the_item_clusters_as_an_attribute_file(tmp
     config = TrainConfig(interests=4, prototypes_from="category", attributes=str(path))
     _, _, names = category_pairs(config, sorted(set(clicked[ITEM])))
     assert names == [f"c{c}" for c in range(6)]
+
+
+def test_sine_synth_industrial_sizes_its_default_clusters_to_a_small_catalog(tmp_path):
+    """2,000 clusters by default would refuse (or make single-item clusters of) a small
+    catalog; the default shrinks to ~50 items a cluster, and a bad --groups names itself."""
+    from typer.testing import CliRunner
+
+    from sine_cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "small"
+    result = runner.invoke(app, ["synth", "--shape", "industrial", "--items", "500", "--clicks", "3000",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "in 10 clusters" in result.output
+    bad = runner.invoke(app, ["synth", "--shape", "industrial", "--items", "500", "--groups", "501",
+                              "--clicks", "3000", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--groups 501 must be between 1 and --items (500)" in bad.stderr
