@@ -5,7 +5,7 @@
 #                   live model trains, indexes and publishes; does nothing once one is live.
 #   sine-nightly    the nightly `sine retrain` (compose's scheduler, Kubernetes' CronJob),
 #                   warm-started from the live model's run (--warm-start) unless
-#                   SINE_NIGHTLY_WARM_START is 0, false or no: a fraction of a cold run's
+#                   SINE_NIGHTLY_WARM_START is 0, false, no or off: a fraction of a cold run's
 #                   time for the same validation NDCG (bench/results/warm_vs_cold_beauty.md,
 #                   retrain_warm.md); `sine retrain` starts cold, with a warning, when that
 #                   run is gone. Bootstrap always starts cold (there is no live model).
@@ -54,9 +54,9 @@ case "$job" in
   sine-nightly)
     [ -f "$base_log" ] || fail "$base_log does not exist: sine-bootstrap makes it on the first start of the stack."
     case $(printf '%s' "${SINE_NIGHTLY_WARM_START:-1}" | tr '[:upper:]' '[:lower:]') in
-      1|true|yes) warm=--warm-start ;;
-      0|false|no) ;;
-      *) fail "SINE_NIGHTLY_WARM_START=$SINE_NIGHTLY_WARM_START: give 1, true or yes (warm start, the default) or 0, false or no (cold)" ;;
+      1|true|yes|on) warm=--warm-start ;;
+      0|false|no|off) ;;
+      *) fail "SINE_NIGHTLY_WARM_START=$SINE_NIGHTLY_WARM_START: give 1, true, yes or on (warm start, the default) or 0, false, no or off (cold)" ;;
     esac
     ;;
   *) fail "run as sine-bootstrap or sine-nightly (got $job)" ;;

@@ -86,7 +86,8 @@ def test_a_mounted_log_is_used_by_both_jobs(stack):
 
 
 @pytest.mark.parametrize(("setting", "warm"), [(None, True), ("1", True), ("TRUE", True), ("yes", True),
-                                               ("0", False), ("false", False), ("No", False)])
+                                               ("On", True), ("0", False), ("false", False), ("No", False),
+                                               ("off", False)])
 def test_the_nightly_warm_starts_unless_told_not_to_and_bootstrap_never_does(stack, setting, warm):
     log = stack.tmp / "input" / "clicks.csv.gz"
     log.write_bytes(b"")
@@ -105,7 +106,7 @@ def test_a_garbled_warm_start_setting_fails_and_says_what_it_takes(stack):
     (stack.tmp / "input" / "clicks.csv.gz").write_bytes(b"")
     result, calls = stack("sine-nightly", SINE_LOG_FILE="clicks.csv.gz", SINE_NIGHTLY_WARM_START="warm")
     assert result.returncode == 1 and calls == []
-    assert "SINE_NIGHTLY_WARM_START=warm: give 1, true or yes" in result.stderr
+    assert "SINE_NIGHTLY_WARM_START=warm: give 1, true, yes or on" in result.stderr
 
 
 def test_bootstrap_does_nothing_once_a_model_is_live(stack):
