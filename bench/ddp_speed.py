@@ -153,9 +153,7 @@ def write_markdown(report: dict) -> None:
                   "one process's 2 OpenMP threads meet at every operation and wait for "
                   "whichever was descheduled, while two 1-thread processes only meet once a "
                   "step (the gradient all-reduce). A ratio far above 1 under such load measures "
-                  "that, not what data parallelism gains on a quiet machine; the accuracy "
-                  "section's runs (1 thread in both arms), when measured, give a second "
-                  "throughput comparison.", ""]
+                  "that, not what data parallelism gains on a quiet machine.", ""]
         lines += [s["note"], ""] if s.get("note") else []
     if "accuracy" not in report:
         lines += ["## Accuracy", "", "Not measured yet (`bench/ddp_speed.py accuracy`). "

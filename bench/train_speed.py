@@ -41,8 +41,9 @@ FLOOR_NOTE = (
     "it every step, so floor ex/s over RecBole's is the largest fp32 speed-up that any work on "
     "the encoder can buy at these settings.")
 BF16_ACCURACY_NOTE = (
-    "bf16 accuracy: bench/results/sine_variants.md (the fp32 and bf16 variants of "
-    "bench/sine_variants.py, same settings, several seeds)"
+    "bf16 accuracy: bench/sine_variants.py's `cosine` and `cosine-bf16` variants (same settings); "
+    "measured so far for one seed on ml-100k only (bench/results/sine_variants_cpu.jsonl), "
+    "beauty and video not yet"
 )
 
 

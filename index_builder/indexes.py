@@ -22,9 +22,13 @@ a catalog calibrated to a trained SINE table with held-out queries, one query pe
 one thread, HNSW (M=32, efConstruction 200) reached recall@50 0.956 at 21x exact search
 where the best IVF (SQ8 codes + exact re-ranking, 4,096 lists) needed 512 probes for
 0.97 at 7.3x and IVF-Flat was slower still at every recall (bench/results/index_1m.md).
-Above 1M items nothing was measured; HNSW's build time (13.4 min for 1M x 128 on two
-loaded cores) and memory (784 bytes/item) grow with the catalog, so `auto` switches to
-ivfsq8 there, IVF-Flat's recall in about half its CPU time at 1M.
+Above 1M items nothing was measured, and `auto` switches to ivfsq8 for reasons other
+than speed: HNSW's build time (13-21 min for 1M x 128 on two cores) and memory (784
+bytes/item) grow with the catalog, and an IVF's tuning can always reach the recall floor
+(nprobe up to every list) where HNSW's may not. The price is speed at high recall: at 1M
+items ivfsq8 was 7.3x exact at 0.97 on the calibrated catalog and reached only 0.907 at
+512 of 4,096 probes on the harder synthetic one; `--type hnsw` is the faster choice
+where its build time is affordable.
 
 On a machine where faiss has GPU support and a GPU is visible, flat and ivf are built and
 searched on the GPU; hnsw, ivfpq and ivfsq8 stay on the CPU (`sine.search.CPU_ONLY_TYPES`
@@ -94,8 +98,9 @@ def choose_type(num_items: int, gpu: bool, dim: int = 128) -> tuple[str, str]:
     # vectors too, so it is larger than IVF-Flat (584 vs 520 bytes/item at D=128,
     # bench/results/index_bytes.json) and it was slower at every size measured (bench/results/index.md)
     return "ivfsq8", (f"{num_items:,} items > {HNSW_MAX_ITEMS:,}: IVF with SQ8 codes and exact re-ranking "
-                      "builds much faster than HNSW at this size and reached IVF-Flat's recall in about "
-                      "half its CPU time at 1M items (bench/results/index_1m.md)")
+                      "builds much faster than HNSW at this size and its tuning can always reach the recall "
+                      "floor; HNSW searched faster at 1M items (bench/results/index_1m.md): --type hnsw if "
+                      "its build time is affordable")
 
 
 def default_spec(kind: str, num_items: int, dim: int) -> IndexSpec:
