@@ -153,7 +153,7 @@ def build_index(spec: IndexSpec, vectors: np.ndarray, gpu: bool = False, seed: i
                                             faiss.ScalarQuantizer.QT_8bit, ip)
         index = faiss.IndexRefineFlat(sq8)
     else:
-        raise SineError(f"unknown index type {spec.type!r}")
+        raise unknown_type(spec.type)
     if gpu:
         index = to_gpu(index)
     if not index.is_trained:

@@ -230,17 +230,16 @@ def click_shares(assignment: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
 
 def retrieve(search, items: np.ndarray, interests: np.ndarray, shares: np.ndarray,
              excluded: Sequence[set[int]], top_n: Sequence[int], depth: int,
-             by_share: float | Sequence[float] = 1.0) -> list[tuple[list[int], list[float]]]:
+             by_shares: Sequence[float]) -> list[tuple[list[int], list[float]]]:
     """Rows and scores, best first, for each user: one search over all users x K interests.
 
     `search` is an `ItemSearch`; `interests` [B, K, D]; `shares` [B, K] divide the lists;
-    `by_share` is `merge`'s, for all users or one per user (`share_of_list`).
+    `by_shares` is `merge`'s `by_share` of each user (`share_of_list` of its interest_merge).
     """
     users, k, dim = interests.shape
     scores, rows = search.search(interests.reshape(users * k, dim), depth)
     scores, rows = scores.reshape(users, k, -1), rows.reshape(users, k, -1)
     all_shares = np.asarray(shares).tolist()
-    by_shares = [by_share] * users if isinstance(by_share, (int, float)) else list(by_share)
     out = []
     for j in range(users):
         chosen = merge(rows[j].tolist(), scores[j], all_shares[j], excluded[j], top_n[j], by_shares[j])

@@ -41,9 +41,8 @@ IVF_TYPES = ("ivf", "ivfpq", "ivfsq8")  # inverted lists: nprobe is their search
 REFINE_K_FACTOR = {"ivfpq": 4, "ivfsq8": 2}
 # Types served from the CPU even where faiss has a GPU, and why: faiss's GPU cloner has no HNSW and
 # does not take the re-ranking wrapper IndexRefineFlat ("not implemented on GPU").
-CPU_ONLY_TYPES = {"hnsw": "faiss has no GPU HNSW index",
-                  "ivfpq": "faiss cannot move IndexRefineFlat (the exact re-ranking) to a GPU",
-                  "ivfsq8": "faiss cannot move IndexRefineFlat (the exact re-ranking) to a GPU"}
+_NO_GPU_REFINE = "faiss cannot move IndexRefineFlat (the exact re-ranking) to a GPU"
+CPU_ONLY_TYPES = {"hnsw": "faiss has no GPU HNSW index", **dict.fromkeys(REFINE_K_FACTOR, _NO_GPU_REFINE)}
 
 # How deep the service searches, by default: the index builder measures recall at these
 # depths, the service's settings and request schema take their defaults from here.

@@ -71,7 +71,7 @@ vectors, the K rankings merged by score -- what its evaluation ranks by (`score_
 and what its paper serves; its aggregate vector is not its inference (MIND has none of
 its own, SINE-label's eq. (8) vector is never trained). The manifest's
 ``default_retrieval`` / ``default_interest_merge`` tell the service
-(`service.interests.serving_defaults`). Absent: "aggregate"."""
+(`service.interests.default_retrieval`, `default_interest_merge`). Absent: "aggregate"."""
 
 
 class ExportedEncoder(nn.Module):
