@@ -176,6 +176,7 @@ def test_a_sine_cate_run_reloads_with_its_categories(tmp_path, synthetic_csv, at
     frame = __import__("pandas").read_csv(attributes_csv, dtype=str)
     names = sorted(frame["category"].unique())
     assert run.info["categories"] == names and run.encoder.config.prototypes == len(names)
+    assert run.config.prototypes == len(names)  # the recorded L (config.json, a bundle's "training")
     labels = {run.vocabulary.index_of(item): [names.index(c)]
               for item, c in zip(frame["item_id"], frame["category"], strict=True)
               if run.vocabulary.index_of(item) > 0}

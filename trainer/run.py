@@ -23,7 +23,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,9 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
             categories = category_pairs(config, data.vocabulary.ids)
             arch.update(prototypes=len(categories[2]), category_pairs=len(categories[0]))
             info["categories"] = categories[2]
+            # L is the number of labels, not --prototypes: record the L that was trained
+            config = replace(config, prototypes=len(categories[2]))
+            info["train"] = config.to_dict()
         info["architecture"] = arch
         encoder = build_encoder(config.model, arch)
         if categories is not None:
