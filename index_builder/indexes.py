@@ -11,24 +11,29 @@ ivf       inverted lists (IndexIVFFlat, 4 sqrt(N) lists),         GPU above 100k
           nprobe tuned                                            CPU: only with --type
 ivfpq     IVF + product quantisation, exact re-ranking of         CPU, only with --type
           the candidates (IndexRefineFlat), nprobe tuned
-ivfsq8    IVF + 8-bit scalar quantisation, exact re-ranking of    CPU, above 1M items
-          k_factor x k candidates (IndexRefineFlat, k_factor 2),
-          nprobe tuned, then k_factor
+ivfsq8    IVF + 8-bit scalar quantisation, exact re-ranking of    CPU, above 1M items,
+          k_factor x k candidates (IndexRefineFlat, k_factor 2),  and where HNSW fails
+          nprobe tuned, then k_factor                             auto's check
 ========= ======================================================= =====================
 
-`auto` picks by catalog size (`choose_type` says why). The cut-offs are measured: an
-exact scan is as fast as HNSW up to ~1M floats (bench/results/index.md); at 1M items, on
-a catalog calibrated to a trained SINE table with held-out queries, one query per call on
-one thread, HNSW (M=32, efConstruction 200) reached recall@50 0.956 at 21x exact search
-where the best IVF (SQ8 codes + exact re-ranking, 4,096 lists) needed 512 probes for
-0.97 at 7.3x and IVF-Flat was slower still at every recall (bench/results/index_1m.md).
-Above 1M items nothing was measured, and `auto` switches to ivfsq8 for reasons other
-than speed: HNSW's build time (13-21 min for 1M x 128 on two cores) and memory (784
-bytes/item) grow with the catalog, and an IVF's tuning can always reach the recall floor
-(nprobe up to every list) where HNSW's may not. The price is speed at high recall: at 1M
-items ivfsq8 was 7.3x exact at 0.97 on the calibrated catalog and reached only 0.907 at
-512 of 4,096 probes on the harder synthetic one; `--type hnsw` is the faster choice
-where its build time is affordable.
+`auto` picks by catalog size (`choose_type` says why), then checks its pick against
+exact search (`index_builder.build`): on the CPU, an HNSW that is not faster than exact
+search at the target recall gives way to ivfsq8, checked the same way, and where that
+fails too exact search (flat) is published; on a GPU a failing ivf gives way to flat
+directly. A 21k x 64 catalog (1.3M floats) was such a case (a new-user probe): HNSW
+could not reach recall 0.99 faster than exact search, ivfsq8 reached 0.9988 at 0.19 ms
+per query. The cut-offs are measured: an exact scan is as fast as HNSW up to ~1M floats
+(bench/results/index.md); at 1M items, on a catalog calibrated to a trained SINE table
+with held-out queries, one query per call on one thread, HNSW (M=32, efConstruction 200)
+reached recall@50 0.956 at 21x exact search where the best IVF (SQ8 codes + exact
+re-ranking, 4,096 lists) needed 512 probes for 0.97 at 7.3x and IVF-Flat was slower
+still at every recall (bench/results/index_1m.md). Above 1M items nothing was measured,
+and `auto` switches to ivfsq8 for reasons other than speed: HNSW's build time (13-21 min
+for 1M x 128 on two cores) and memory (784 bytes/item) grow with the catalog, and an
+IVF's tuning can always reach the recall floor (nprobe up to every list) where HNSW's
+may not. The price is speed at high recall: at 1M items ivfsq8 was 7.3x exact at 0.97 on
+the calibrated catalog and reached only 0.907 at 512 of 4,096 probes on the harder
+synthetic one; `--type hnsw` is the faster choice where its build time is affordable.
 
 On a machine where faiss has GPU support and a GPU is visible, flat and ivf are built and
 searched on the GPU; hnsw, ivfpq and ivfsq8 stay on the CPU (`sine.search.CPU_ONLY_TYPES`
