@@ -86,17 +86,42 @@ def test_bf16_softmax_and_loss_take_float32_logits(monkeypatch):
     assert all(dtype == torch.float32 for _, dtype in seen), seen
 
 
-def test_bf16_loss_is_the_float32_softmax_of_the_bf16_products():
-    """The only rounding is the products' (inputs in bf16): the loss is a float32 softmax
-    cross-entropy of those logits, not of bf16 probabilities (off by ~1e-3 at this scale)."""
+@pytest.mark.parametrize("native", [True, False], ids=["bf16-cpu", "other-cpu"])
+def test_bf16_loss_is_the_float32_softmax_of_the_bf16_products(monkeypatch, native):
+    """The only rounding is the products' (inputs in bf16, and on a CPU with bf16 hardware
+    its bf16 output): the loss is a float32 softmax cross-entropy of those logits, not of
+    bf16 probabilities (off by ~1e-3 at this scale). Without bf16 hardware the product is
+    a GPU's: exact products of the bf16 inputs, summed in float32, no output rounding."""
+    import trainer.loss
+
+    monkeypatch.setattr(trainer.loss, "cpu_native_bf16", lambda: native)
     H, v, targets = bf16_setup()
     low = full_softmax_loss(v, H, targets, low_precision=True)
-    logits = (v.detach().bfloat16() @ H.detach().bfloat16().T).float()
+    v16, H16 = v.detach().bfloat16(), H.detach().bfloat16()
+    if native:
+        logits = (v16 @ H16.T).float()
+    else:
+        logits = (v16.double() @ H16.double().T).float()
     logits[:, 0] = float("-inf")
     reference = F.cross_entropy(logits, targets)
     assert low.item() == pytest.approx(reference.item(), abs=2e-6)
     exact = full_softmax_loss(v, H, targets)  # and within bf16-product error of fp32
     assert low.item() == pytest.approx(exact.item(), rel=1e-2)
+
+
+def test_bf16_product_without_bf16_hardware_is_the_exact_product_summed_in_float32(monkeypatch):
+    """What a bf16 matrix unit with a float32 accumulator computes (CUDA's out_dtype), not
+    a product rounded to bf16 on the way out, which is ~1e-1 off at these scales."""
+    import trainer.loss
+
+    monkeypatch.setattr(trainer.loss, "cpu_native_bf16", lambda: False)
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(64, 32, generator=g).bfloat16(), torch.randn(32, 500, generator=g).bfloat16()
+    out = trainer.loss.bf16_product(a, b)
+    exact = a.double() @ b.double()
+    assert out.dtype == torch.float32
+    assert (out.double() - exact).abs().max() < 1e-5
+    assert ((a @ b).double() - exact).abs().max() > 1e-3  # the rounding this avoids is visible
 
 
 def test_bf16_gradients_match_fp32_at_trained_scales():

@@ -32,7 +32,7 @@ from trainer.config import FULL_SOFTMAX_MAX_ITEMS, TrainConfig
 from trainer.diagnostics import concept_usage
 from trainer.evaluate import rank_targets
 from trainer.examples import training_examples
-from trainer.loss import SampledSoftmax, full_softmax_loss
+from trainer.loss import SampledSoftmax, cpu_native_bf16, full_softmax_loss
 from trainer.models import SINE, SequenceEncoder
 from trainer.stopping import StoppingRule
 
@@ -92,14 +92,7 @@ def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 matrix products natively (not emulated)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return device.type == "cpu" and cpu_native_bf16()
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
