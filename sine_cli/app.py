@@ -222,6 +222,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run: HR and NDCG at 10/20/50, history removed and kept."""
     from sine.atomic import atomic_write
+    from sine.bundle import model_variant
     from sine.data.logs import LogColumns
     from trainer.fit import resolve_device
     from trainer.run import evaluate_all, load_data, load_run
@@ -232,7 +233,9 @@ def evaluate(
     cols = run.info["data"]["columns"]
     split = load_data(source, run.config, LogColumns(cols["user"], cols["item"], cols["timestamp"]),
                       run.info["data"].get("sep"), vocabulary=run.vocabulary)
-    metrics: dict[str, Any] = {"model": run.config.model, "run": str(run_dir),
+    metrics: dict[str, Any] = {"model": run.config.model,
+                               "variant": model_variant(run.config.model, run.config.to_dict()),
+                               "run": str(run_dir),
                                "dataset": {"path": str(source), "fingerprint": split.fingerprint}}
     metrics.update(evaluate_all(run.scorer(), split, run.config.max_len, dev))
     _print_metrics(metrics)
@@ -244,7 +247,8 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     from sine.metrics import METRIC_NAMES
 
     header = f"{'':20s}" + "".join(f"{name:>9s}" for name in METRIC_NAMES)
-    lines = [f"model: {metrics.get('model')}", header]
+    model, variant = metrics.get("model"), metrics.get("variant")
+    lines = [f"model: {model}" + (f" ({variant})" if variant and variant != model else ""), header]
     for key in ("valid", "test", "test_history_kept"):
         if key in metrics:
             lines.append(f"{key:20s}" + "".join(f"{metrics[key][m]:9.4f}" for m in METRIC_NAMES))

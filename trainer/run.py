@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from sine.atomic import atomic_write, staging_directory
+from sine.bundle import model_variant
 from sine.data.logs import LogColumns, filter_min_counts, read_log
 from sine.data.split import SplitData, leave_one_out
 from sine.data.stream import parse_size, stream_split
@@ -210,7 +211,8 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
             save_checkpoint(encoder, result.best_epoch)
         scorer = scorer_of(encoder)
 
-    metrics: dict[str, Any] = {"model": config.model, "seed": config.seed}
+    metrics: dict[str, Any] = {"model": config.model, "variant": model_variant(config.model, config.to_dict()),
+                               "seed": config.seed}
     metrics.update(evaluate_all(scorer, data, config.max_len, device))  # sharded under torchrun
     group = distributed.current()
     if isinstance(encoder, SINE) and group.is_main:

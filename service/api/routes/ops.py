@@ -87,7 +87,9 @@ def public_model_info(model) -> dict:
     info["metrics"] = {split: values for split, values in info.get("metrics", {}).items()
                        if isinstance(values, dict)}
     index = manifest.get("index") or {}
-    info["index"] = {"type": model.index_spec.type, "recall": index.get("recall", {})}
+    # held-out recall of the published index, to 4 places (the manifest keeps the rest)
+    recall = {k: round(v, 4) if isinstance(v, float) else v for k, v in (index.get("recall") or {}).items()}
+    info["index"] = {"type": model.index_spec.type, "recall": recall}
     # attribute -> number of labels: what `filter` and `diversity` can name
     info["attributes"] = model.attributes.summary() if model.attributes is not None else {}
     info["serving"] = {"encoder_provider": model.encoder.provider, "index_on": model.index_on,
