@@ -248,7 +248,7 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
 
     header = f"{'':20s}" + "".join(f"{name:>9s}" for name in METRIC_NAMES)
     model, variant = metrics.get("model"), metrics.get("variant")
-    lines = [f"model: {model}" + (f" ({variant})" if variant and variant != model else ""), header]
+    lines = [f"model: {model}" + (f" ({variant})" if variant and variant.lower() != model else ""), header]
     for key in ("valid", "test", "test_history_kept"):
         if key in metrics:
             lines.append(f"{key:20s}" + "".join(f"{metrics[key][m]:9.4f}" for m in METRIC_NAMES))

@@ -277,7 +277,8 @@ def test_model_endpoint_says_what_clients_need_and_no_paths(flat_bundle, hnsw_bu
     assert set(body) == {"version", "model", "variant", "dim", "max_len", "num_items", "created_at", "metrics", "index",
                          "attributes", "serving", "encoder"}
     assert body["version"] == manifest["version"] and body["num_items"] == manifest["num_items"]
-    assert body["index"]["type"] == "hnsw" and body["index"]["recall"] == manifest["index"]["recall"]
+    assert body["index"]["type"] == "hnsw"
+    assert body["index"]["recall"] == {k: round(v, 4) for k, v in manifest["index"]["recall"].items()}
     assert set(body["metrics"]) >= {"valid", "test"}
     assert manifest["run"]["path"] not in text and str(hnsw_bundle) not in text
     assert '"/' not in text  # no absolute path of any kind

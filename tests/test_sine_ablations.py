@@ -177,6 +177,7 @@ def test_a_sine_cate_run_reloads_with_its_categories(tmp_path, synthetic_csv, at
     names = sorted(frame["category"].unique())
     assert run.info["categories"] == names and run.encoder.config.prototypes == len(names)
     assert run.config.prototypes == len(names)  # the recorded L (config.json, a bundle's "training")
+    assert run.metrics["variant"] == "SINE-cate"  # metrics.json, and sine train's summary, name it
     labels = {run.vocabulary.index_of(item): [names.index(c)]
               for item, c in zip(frame["item_id"], frame["category"], strict=True)
               if run.vocabulary.index_of(item) > 0}
