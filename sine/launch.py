@@ -2,8 +2,8 @@
 environment (RANK, WORLD_SIZE), torch-free so the CLI can ask before importing torch.
 
 Under ``torchrun --nproc_per_node N`` every process runs the same command and meets the
-same bad option; only rank 0 should say so (`speaks_for_launch`), or the one-line error
-is printed N times.
+same bad option; only the first process of each machine should say so
+(`speaks_for_launch`), or the one-line error is printed N times per machine.
 """
 
 from __future__ import annotations
@@ -35,12 +35,16 @@ def launched_rank() -> int:
 
 
 def speaks_for_launch() -> bool:
-    """Whether this process prints user-facing errors: rank 0, or no launcher at all.
+    """Whether this process prints user-facing errors: the first process of its machine
+    (LOCAL_RANK 0; RANK 0 where the launcher sets no LOCAL_RANK), or no launcher at all.
 
-    Never raises (it is asked while reporting another error): a RANK that is not an
-    integer counts as rank 0, so the error is printed rather than lost.
+    One per machine, not one in all: on a multi-node run each node's terminal (or log)
+    shows the one-line error, where rank 0's alone would leave the other nodes with only
+    torchrun's failure summary. Never raises (it is asked while reporting another error):
+    a rank that is not an integer counts as 0, so the error is printed rather than lost.
     """
     try:
-        return launched_rank() == 0
+        local = os.environ.get("LOCAL_RANK")
+        return (env_int("LOCAL_RANK", 0) if local not in (None, "") else launched_rank()) == 0
     except SineError:
         return True

@@ -52,7 +52,8 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     A file that cannot be read (a bundle mounted into a container whose user may not
     read it, a full disk) is the user's to fix, not a bug: one line that names the path
     and the user, no traceback. Under torchrun every rank meets the same bad option, so
-    only rank 0 prints the line; the others exit with the same code in silence.
+    only the first process of each node prints the line (`sine.launch.speaks_for_launch`);
+    the others exit with the same code in silence.
     """
 
     def say(message: str) -> None:

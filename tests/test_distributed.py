@@ -122,23 +122,30 @@ def test_a_batch_that_does_not_split_fails_before_reading_the_log(tmp_path, monk
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("rank", ["1", "0", None])
-def test_only_rank_zero_prints_a_bad_option(tmp_path, monkeypatch, rank):
-    """Under torchrun every rank meets the same bad option: rank 0 (or no launcher) prints
-    the one line, the other ranks exit with the same code and say nothing."""
+@pytest.mark.parametrize(("rank", "local_rank", "speaks"), [
+    ("1", "1", False), ("0", "0", True), (None, None, True),
+    ("1", None, False),  # a launcher that sets RANK only
+    ("2", "0", True),  # the first process of the second node (2 nodes x 2): its terminal hears it
+    ("3", "1", False),
+])
+def test_only_the_first_process_of_each_node_prints_a_bad_option(tmp_path, monkeypatch, rank, local_rank,
+                                                                 speaks):
+    """Under torchrun every rank meets the same bad option: the first process of each node
+    (or no launcher) prints the one line, the others exit with the same code and say nothing."""
     from typer.testing import CliRunner
 
     from sine_cli.app import app
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    if rank is None:
-        monkeypatch.delenv("RANK", raising=False)
-    else:
-        monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    for name, value in (("RANK", rank), ("LOCAL_RANK", local_rank)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "missing.csv"), "--out",
                                       str(tmp_path / "run"), "--batch-size", "0"])
     assert result.exit_code == 2
-    if rank == "1":
+    if not speaks:
         assert result.stderr == "" and result.stdout == ""
     else:
         assert result.stderr == "error: --batch-size must be at least 1\n", result.stderr
