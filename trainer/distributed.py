@@ -32,6 +32,7 @@ path is the one it always was.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ def session(device: torch.device) -> Iterator[Group]:
                             device_id=device if device.type == "cuda" else None)
     group = current()
     if not group.is_main:  # one voice: rank 0 logs progress, the others only warnings
+        if group.local_rank == 0:  # ... but another node's terminal says where to look
+            log.info("distributed: rank %d of %d on %s; rank 0 logs the progress and writes the run",
+                     group.rank, group.world_size, socket.gethostname())
         logging.getLogger("sine").setLevel(logging.WARNING)
     log.info("distributed: %d processes (%s), this is rank %d", group.world_size, backend,
              group.rank)
