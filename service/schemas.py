@@ -274,7 +274,12 @@ class Concept(BaseModel):
     id: int = Field(description="Prototype index in the concept pool, 0..L-1 (as in eq. 2's idx).")
     label: str | None = Field(None, description="SINE-cate only: the attribute value (--prototypes-from) "
                               "whose items' mean embedding this prototype is; absent for learned prototypes.")
-    captured: int = Field(description="Items this prototype captures.")
+    captured: int = Field(description="Items this prototype captures (see `capture_rule`: the model's "
+                          "activation rule, not a count of its label's items).")
+    labelled: int | None = Field(None, description="SINE-cate only, when the bundle carries the item attributes: "
+                                 "catalog items carrying `label` (the category's size).")
+    captured_labelled: int | None = Field(None, description="SINE-cate only, as `labelled`: the captured items "
+                                          "that carry `label`.")
     share: float = Field(description="captured / number of items.")
     norm: float = Field(description="L2 norm of the prototype (larger norms win more items and users).")
     nearest: list[ConceptItem] = Field(description="The items closest to the prototype, best first.")
@@ -289,12 +294,18 @@ class ConceptSummary(BaseModel):
     effective_concepts: float = Field(description="exp(entropy): as many equally sized concepts.")
     largest_share: float
     median_active_size: float
+    labelled_items: int | None = Field(None, description="SINE-cate only, when the bundle carries the item "
+                                       "attributes: items carrying at least one prototype's label.")
+    captured_by_own_label: float | None = Field(None, description="SINE-cate only, as `labelled_items`: the "
+                                                "share of them captured by a prototype of one of their own labels.")
 
 
 class ConceptsResponse(BaseModel):
     model_version: str
     capture_rule: str
     nearest_rule: str
+    label_rule: str | None = Field(None, description="SINE-cate with item attributes only: what `labelled` "
+                                   "and `captured_labelled` count.")
     summary: ConceptSummary
     concepts: list[Concept] = Field(description="Most items captured first, or the requested ids in order.")
 

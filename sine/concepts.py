@@ -23,6 +23,16 @@ under their cosine similarity"). The inner product would list the same few large
 items (the popular ones) for most prototypes. Each nearest item says whether the
 prototype also captures it.
 
+**SINE-cate: captured versus labelled.** When the pool is the item categories (prototype l
+is the mean embedding of the items labelled l), "prototype Drama captures 900 items" does
+not say that 900 items are Drama: captures follow the inner product, so mostly the
+prototypes' norms. Such a pool also reports, per prototype, ``labelled`` (catalog items
+carrying its label: the category's size) and ``captured_labelled`` (those of its captured
+items that carry its label), and in the summary the share of labelled items captured by a
+prototype of one of their own labels. They need the item attributes (the bundle's
+``item_attributes.json``, the column the training's ``prototypes_from`` names); without
+them these keys are absent.
+
 Memory is bounded whatever the catalog size: items are scored in chunks of at most
 `CHUNK_SCORES` scores, keeping a running top-k per prototype.
 """
@@ -30,11 +40,13 @@ Memory is bounded whatever the catalog size: items are scored in chunks of at mo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from sine.attributes import Column
 from sine.bundle import CONCEPTS, Bundle
 from sine.errors import SineError
 
@@ -44,6 +56,8 @@ CHUNK_SCORES = 1 << 22
 """Scores held at once (items x prototypes per chunk): 16 MB of float32."""
 CAPTURE_RULE = ("each item is captured by the prototype with the largest inner product <C_l, x_i> "
                 "(eq. 2 with the item alone as the sequence)")
+LABEL_RULE = ("labelled: catalog items carrying the prototype's label (the category's size); "
+              "captured_labelled: the captured items that carry it")
 NEAREST_RULE = "cosine similarity between the prototype and the item vectors (the paper's Figure 3)"
 
 
@@ -122,6 +136,49 @@ def entropy(counts: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
+class LabelAgreement:
+    """SINE-cate: the labels the prototypes stand for beside the items they capture."""
+
+    labelled: np.ndarray  # [L] int64, catalog items carrying prototype l's label
+    captured_labelled: np.ndarray  # [L] int64, items prototype l captures that carry its label
+    labelled_items: int  # items carrying at least one of the pool's labels
+
+    def summary(self) -> dict[str, Any]:
+        hits = int(self.captured_labelled.sum())  # each item has one captor: no item counts twice
+        return {
+            "labelled_items": self.labelled_items,
+            # of the items with a pool label, the share captured by a prototype of one of their labels
+            "captured_by_own_label": round(hits / self.labelled_items, 6) if self.labelled_items else 0.0,
+        }
+
+
+def label_agreement(assignment: np.ndarray, labels: Sequence[str], column: Column) -> LabelAgreement:
+    """Compare the captures with the labels: prototype l stands for ``labels[l]``, a value of
+    the item attribute `column` (aligned with the item rows of `assignment`). A label that no
+    item carries in `column` counts 0 labelled items."""
+    if column.num_rows != len(assignment):
+        raise SineError(f"item attributes describe {column.num_rows} items, the concept pool's "
+                        f"item table has {len(assignment)}")
+    missing = len(labels)  # the prototype of a code no prototype stands for: none
+    prototype_of_code = np.full(len(column.values) + 1, missing, dtype=np.int64)
+    for prototype, label in enumerate(labels):
+        code = column.code_of(label)
+        if code is not None:
+            prototype_of_code[code] = prototype
+    rows = column.row_of_pair()
+    prototypes = prototype_of_code[column.codes.astype(np.int64)]
+    pooled = prototypes != missing
+    rows, prototypes = rows[pooled], prototypes[pooled]
+    agree = np.asarray(assignment)[rows] == prototypes
+    L = len(labels)
+    return LabelAgreement(
+        labelled=np.bincount(prototypes, minlength=L).astype(np.int64),
+        captured_labelled=np.bincount(prototypes[agree], minlength=L).astype(np.int64),
+        labelled_items=len(np.unique(rows)),
+    )
+
+
+@dataclass(frozen=True)
 class ConceptAnalysis:
     """The concepts of one concept pool: who captures what, and each prototype's nearest items."""
 
@@ -130,6 +187,7 @@ class ConceptAnalysis:
     nearest_rows: np.ndarray  # [L, k] int64, item rows by cosine, best first
     nearest_cosine: np.ndarray  # [L, k] float32
     prototype_norms: np.ndarray  # [L] float32
+    agreement: LabelAgreement | None = None  # SINE-cate with the item attributes at hand
 
     @property
     def num_prototypes(self) -> int:
@@ -157,17 +215,23 @@ class ConceptAnalysis:
             "effective_concepts": round(math.exp(h), 3),  # exp(entropy): equally sized concepts
             "largest_share": round(float(self.counts.max()) / M, 6) if M else 0.0,
             "median_active_size": float(np.median(active)) if len(active) else 0.0,
+            **(self.agreement.summary() if self.agreement is not None else {}),
         }
 
     def concept(self, concept_id: int, items: list[str], nearest: int,
                 labels: list[str] | None = None) -> dict[str, Any]:
         """One prototype as JSON: its size and its `nearest` closest items (raw ids), and its
-        label when the pool has labels (SINE-cate: `Bundle.concept_labels`)."""
+        label when the pool has labels (SINE-cate: `Bundle.concept_labels`), with how many
+        items carry that label when the attributes are known (`LabelAgreement`)."""
         rows = self.nearest_rows[concept_id, :nearest]
+        agreement = self.agreement
         return {
             "id": int(concept_id),
             **({"label": labels[concept_id]} if labels is not None else {}),
             "captured": int(self.counts[concept_id]),
+            **({"labelled": int(agreement.labelled[concept_id]),
+                "captured_labelled": int(agreement.captured_labelled[concept_id])}
+               if agreement is not None else {}),
             "share": round(float(self.counts[concept_id]) / self.num_items, 6),
             "norm": round(float(self.prototype_norms[concept_id]), 6),
             "nearest": [
@@ -179,26 +243,43 @@ class ConceptAnalysis:
         }
 
 
-def analyse(prototypes: np.ndarray, items: np.ndarray, nearest: int = NEAREST_MAX) -> ConceptAnalysis:
-    """Assign every item to its concept and find every prototype's `nearest` items."""
+def analyse(prototypes: np.ndarray, items: np.ndarray, nearest: int = NEAREST_MAX,
+            labels: Sequence[str] | None = None, label_column: Column | None = None) -> ConceptAnalysis:
+    """Assign every item to its concept and find every prototype's `nearest` items; with a
+    SINE-cate pool's `labels` and the item attribute they are values of, compare the two."""
     prototypes = np.asarray(prototypes, dtype=np.float32)
     if prototypes.ndim != 2 or np.asarray(items).ndim != 2 or prototypes.shape[1] != np.asarray(items).shape[1]:
         raise SineError(f"concept pool {prototypes.shape} and item table {np.asarray(items).shape} "
                         "must be [L, D] and [M, D]")
+    if labels is not None and len(labels) != len(prototypes):
+        raise SineError(f"{len(labels)} concept labels for a pool of {len(prototypes)} prototypes")
     assignment = assign_items(prototypes, items)
     rows, cosine = nearest_items(prototypes, items, nearest)
+    agreement = (label_agreement(assignment, labels, label_column)
+                 if labels is not None and label_column is not None else None)
     return ConceptAnalysis(
         assignment=assignment,
         counts=np.bincount(assignment, minlength=len(prototypes)).astype(np.int64),
         nearest_rows=rows,
         nearest_cosine=cosine,
         prototype_norms=np.linalg.norm(prototypes, axis=1),
+        agreement=agreement,
     )
+
+
+def label_column_of(bundle: Bundle) -> Column | None:
+    """The item attribute a SINE-cate bundle's prototypes are labels of (the training's
+    ``prototypes_from``), when the bundle carries it; None for other bundles."""
+    attribute = (bundle.manifest.get("training") or {}).get("prototypes_from")
+    if bundle.concept_labels is None or bundle.attributes is None or not attribute:
+        return None
+    return bundle.attributes.columns.get(attribute)
 
 
 def analyse_bundle(bundle: Bundle, nearest: int = NEAREST_MAX) -> ConceptAnalysis:
     """`analyse` on a bundle's concept pool; `NoConceptPool` when it has none."""
-    return analyse(*arrays_of(bundle), nearest=nearest)
+    return analyse(*arrays_of(bundle), nearest=nearest, labels=bundle.concept_labels,
+                   label_column=label_column_of(bundle))
 
 
 def normalized_mutual_information(a: np.ndarray, b: np.ndarray) -> float:

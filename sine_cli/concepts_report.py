@@ -15,10 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
+from sine import attributes as item_attributes
 from sine.atomic import atomic_write
-from sine.bundle import MANIFEST, model_variant, read_bundle
+from sine.bundle import ATTRIBUTES, MANIFEST, model_variant, read_bundle
 from sine.bundle_store import live_bundle_path
-from sine.concepts import CAPTURE_RULE, NEAREST_MAX, ConceptAnalysis, NoConceptPool, analyse, arrays_of
+from sine.concepts import (
+    CAPTURE_RULE,
+    NEAREST_MAX,
+    ConceptAnalysis,
+    NoConceptPool,
+    analyse,
+    arrays_of,
+    label_column_of,
+)
 from sine.errors import SineError
 
 RUN_CONFIG = "config.json"  # what marks a run directory (trainer.run.CONFIG; no torch import here)
@@ -39,6 +48,8 @@ class ConceptSource:
     items: list[str]  # raw id of row r
     labels: list[str] | None = None  # SINE-cate: the attribute value prototype l stands for
     labels_from: str | None = None  # ... and that attribute's name (--prototypes-from)
+    label_column: item_attributes.Column | None = None  # ... that attribute's labels per item row
+    no_label_column: str | None = None  # SINE-cate without label_column: why (said once in the report)
 
 
 def load_source(path: Path) -> ConceptSource:
@@ -52,9 +63,14 @@ def load_source(path: Path) -> ConceptSource:
         bundle = read_bundle(live)
         prototypes, table = arrays_of(bundle)
         training = bundle.manifest.get("training") or {}
-        return ConceptSource(f"bundle {bundle.version}", model_variant(str(bundle.manifest["model"]), training),
-                             prototypes, table, bundle.items, bundle.concept_labels,
-                             training.get("prototypes_from"))
+        source = ConceptSource(f"bundle {bundle.version}", model_variant(str(bundle.manifest["model"]), training),
+                               prototypes, table, bundle.items, bundle.concept_labels,
+                               training.get("prototypes_from"), label_column_of(bundle))
+        if source.labels is not None and source.label_column is None:
+            source.no_label_column = (
+                f"the bundle's {ATTRIBUTES} has no {source.labels_from} column" if bundle.attributes is not None
+                else f"the bundle carries no item attributes ({ATTRIBUTES}: `sine export --attributes FILE`)")
+        return source
     if (path / RUN_CONFIG).is_file():
         return _run_source(path)
     raise SineError(f"{path}: neither a bundle ({MANIFEST}) nor a run directory ({RUN_CONFIG}); give "
@@ -73,8 +89,18 @@ def _run_source(path: Path) -> ConceptSource:
     if table is None:  # tied tables: the exported item table is the input table
         table = run.encoder.item_vectors().detach().cpu().numpy()
     training = run.config.to_dict()
-    return ConceptSource(f"run {path}", model_variant(run.config.model, training), pool["concepts"], table,
-                         run.vocabulary.ids, run.info.get("categories"), training.get("prototypes_from"))
+    source = ConceptSource(f"run {path}", model_variant(run.config.model, training), pool["concepts"], table,
+                           run.vocabulary.ids, run.info.get("categories"), training.get("prototypes_from"))
+    if source.labels is not None:
+        saved = path / item_attributes.RUN_FILE  # what `sine train --attributes` keeps beside the run
+        if not saved.is_file():
+            source.no_label_column = f"the run has no {item_attributes.RUN_FILE} (`sine train --attributes`)"
+        else:
+            columns = item_attributes.from_json(saved.read_bytes(), len(run.vocabulary.ids), str(saved)).columns
+            source.label_column = columns.get(str(source.labels_from))
+            if source.label_column is None:
+                source.no_label_column = f"the run's {item_attributes.RUN_FILE} has no {source.labels_from} column"
+    return source
 
 
 @dataclass
@@ -128,6 +154,7 @@ def report(source: ConceptSource, analysis: ConceptAnalysis, top: int, nearest: 
         f"capture rule: {CAPTURE_RULE}",
         *([f"prototypes: the mean embedding of the items of one {source.labels_from} label each "
            "(SINE-cate); [label] after each concept"] if source.labels is not None else []),
+        *_label_lines(source, analysis),
         f"active prototypes: {s['active_prototypes']} of {L} ({s['active_prototypes'] / L:.1%}); entropy "
         f"{s['entropy']:.3f} nats = {s['entropy_normalized']:.3f} of log L = {s['effective_concepts']:.1f} "
         f"equally sized concepts; largest captures {s['largest_share']:.1%} of the items",
@@ -138,8 +165,12 @@ def report(source: ConceptSource, analysis: ConceptAnalysis, top: int, nearest: 
     for concept_id in analysis.ranked()[:top].tolist():
         count = int(analysis.counts[concept_id])
         label = f" [{source.labels_from}={source.labels[concept_id]}]" if source.labels is not None else ""
-        head = (f"concept {concept_id}{label}: {count:,} items ({count / M:.1%}), "
-                f"|C| {analysis.prototype_norms[concept_id]:.3f}")
+        head = f"concept {concept_id}{label}: {count:,} items ({count / M:.1%}), "
+        if analysis.agreement is not None:
+            labelled = int(analysis.agreement.labelled[concept_id])
+            both = int(analysis.agreement.captured_labelled[concept_id])
+            head += f"labelled {labelled:,}, captured and labelled {both:,}, "
+        head += f"|C| {analysis.prototype_norms[concept_id]:.3f}"
         if info and info.genres and count:
             head += "; genres of its items: " + _genre_mix(analysis, concept_id, source.items, info)
         lines.append(head)
@@ -155,6 +186,22 @@ def report(source: ConceptSource, analysis: ConceptAnalysis, top: int, nearest: 
                 line += f"  [{'|'.join(info.genres[item])}]"
             lines.append(line)
     return "\n".join(lines)
+
+
+def _label_lines(source: ConceptSource, analysis: ConceptAnalysis) -> list[str]:
+    """SINE-cate: what captured and labelled mean, and how often they agree (or why not shown)."""
+    if source.labels is None:
+        return []
+    agreement = analysis.agreement
+    if agreement is None:
+        return [f"labelled counts not shown: {source.no_label_column or 'no item attributes'}"]
+    s = agreement.summary()
+    return [
+        "items = captured: the model's activation rule above, won mostly by the larger |C|; labelled: items "
+        f"carrying the concept's {source.labels_from} label (the category's size); captured and labelled: both",
+        f"captured by a prototype of one of their own labels: {s['captured_by_own_label']:.1%} of the "
+        f"{s['labelled_items']:,} labelled items",
+    ]
 
 
 def _genre_mix(analysis: ConceptAnalysis, concept_id: int, items: list[str], info: ItemInfo, shown: int = 3) -> str:
@@ -228,7 +275,8 @@ def inspect_concepts(path: Path, top: int, nearest: int, items_file: Path | None
         raise SineError(f"--plot {plot_path}: give a .png file name")
     info = read_items_file(items_file) if items_file else None
     source = load_source(path)
-    analysis = analyse(source.prototypes, source.item_table, nearest=nearest)
+    analysis = analyse(source.prototypes, source.item_table, nearest=nearest, labels=source.labels,
+                       label_column=source.label_column)
     text = report(source, analysis, top, nearest, info)
     if plot_path is not None:
         plot(source, analysis, plot_path)

@@ -256,6 +256,78 @@ def test_the_variant_is_named_from_the_training_configuration():
     assert model_variant("mind", TrainConfig(model="mind").to_dict()) == "mind"
 
 
+# Prototype 0 (Drama) has the largest norm and captures items of other labels: captured is
+# not labelled. "Action" labels an item but no prototype; the pool's order is not the
+# attribute's sorted order (Action, Comedy, Drama, Horror), so labels map by name.
+HAND_LABELS = ["Drama", "Comedy", "Horror"]
+HAND_PROTOTYPES = np.array([[10.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+HAND_ITEMS = [  # (vector, labels, the prototype that captures it: largest inner product)
+    ((1.0, 0.1), "Drama", 0),  # Drama captured by Drama
+    ((0.2, 1.0), "Comedy", 0),  # 2.0 beats Comedy's 1.0: Drama's norm wins
+    ((0.05, 1.0), "Comedy", 1),
+    ((-1.0, 0.2), "Horror", 2),
+    ((0.3, 0.5), "Comedy|Horror", 0),  # captured by neither of its own labels
+    ((-0.1, 1.0), "Drama|Comedy", 1),  # captured by one of its own labels
+    ((-1.0, -1.0), "", 2),  # no label
+    ((0.5, 0.0), "Action", 0),  # no label of the pool
+]
+
+
+def hand_made_cate():
+    from sine import attributes as item_attributes
+    from sine.concepts import analyse
+
+    ids = [f"i{r}" for r in range(len(HAND_ITEMS))]
+    table = {"genre": {i: tuple(labels.split("|")) for i, (_, labels, _) in zip(ids, HAND_ITEMS, strict=True)
+                       if labels}}
+    column = item_attributes.align(table, ids).columns["genre"]
+    vectors = np.array([v for v, _, _ in HAND_ITEMS], np.float32)
+    return ids, vectors, column, analyse(HAND_PROTOTYPES, vectors, labels=HAND_LABELS, label_column=column)
+
+
+def test_sine_cate_concepts_count_the_items_of_their_label_beside_those_they_capture():
+    """captured (argmax <C_l, x_i>), labelled (items carrying label l) and their agreement,
+    counted by hand on the table above."""
+    from sine.concepts import analyse
+
+    ids, vectors, column, analysis = hand_made_cate()
+    assert column.values == ["Action", "Comedy", "Drama", "Horror"]
+    assert analysis.assignment.tolist() == [captor for _, _, captor in HAND_ITEMS]
+    assert analysis.counts.tolist() == [4, 2, 2]  # Drama: i0 i1 i4 i7; Comedy: i2 i5; Horror: i3 i6
+    assert analysis.agreement.labelled.tolist() == [2, 4, 2]  # Drama: i0 i5; Comedy: i1 i2 i4 i5; Horror: i3 i4
+    assert analysis.agreement.captured_labelled.tolist() == [1, 2, 1]  # i0; i2 i5; i3
+    summary = analysis.summary()
+    # 6 items carry a pool label (not i6, i7); 4 of them (i0 i2 i3 i5) are captured by one of theirs
+    assert summary["labelled_items"] == 6 and summary["captured_by_own_label"] == round(4 / 6, 6)
+    drama = analysis.concept(0, ids, nearest=1, labels=HAND_LABELS)
+    assert (drama["label"], drama["captured"], drama["labelled"], drama["captured_labelled"]) == ("Drama", 4, 2, 1)
+
+    plain = analyse(HAND_PROTOTYPES, vectors)  # no labels (plain SINE): nothing added
+    assert plain.agreement is None
+    assert not {"labelled_items", "captured_by_own_label"} & set(plain.summary())
+    assert not {"labelled", "captured_labelled"} & set(plain.concept(0, ids, nearest=1))
+    # labels without the attribute (a bundle exported without item_attributes.json): omitted
+    assert analyse(HAND_PROTOTYPES, vectors, labels=HAND_LABELS).agreement is None
+
+
+def test_inspect_explains_captured_and_labelled_once_for_sine_cate():
+    from sine.concepts import analyse
+    from sine_cli.concepts_report import ConceptSource, report
+
+    ids, vectors, column, analysis = hand_made_cate()
+    source = ConceptSource("bundle hand", "SINE-cate", HAND_PROTOTYPES, vectors, ids, HAND_LABELS, "genre", column)
+    text = report(source, analysis, top=3, nearest=1)
+    assert text.count("the model's activation rule") == 1 and "(the category's size)" in text
+    assert "captured by a prototype of one of their own labels: 66.7% of the 6 labelled items" in text
+    assert "concept 0 [genre=Drama]: 4 items (50.0%), labelled 2, captured and labelled 1, |C| 10.000" in text
+    assert "concept 1 [genre=Comedy]: 2 items (25.0%), labelled 4, captured and labelled 2," in text
+    missing = ConceptSource("bundle hand", "SINE-cate", HAND_PROTOTYPES, vectors, ids, HAND_LABELS, "genre",
+                            no_label_column="the bundle carries no item attributes")
+    text = report(missing, analyse(HAND_PROTOTYPES, vectors, labels=HAND_LABELS), top=3, nearest=1)
+    assert text.count("labelled counts not shown: the bundle carries no item attributes") == 1
+    assert "labelled 2" not in text and "own labels" not in text
+
+
 def test_a_sine_cate_bundle_names_its_variant_and_each_concepts_label(tmp_path, synthetic_csv,
                                                                       attributes_csv):
     """`sine inspect` and GET /model(/concepts) say SINE-cate and which label each prototype
@@ -266,6 +338,7 @@ def test_a_sine_cate_bundle_names_its_variant_and_each_concepts_label(tmp_path, 
     from service.core.config import Settings
     from service.main import create_app
     from sine.bundle import CONCEPT_LABELS, read_bundle
+    from sine.concepts import analyse_bundle
     from sine_cli.app import app
     from trainer.export import export_bundle
     from trainer.run import load_run, train_run
@@ -287,12 +360,42 @@ def test_a_sine_cate_bundle_names_its_variant_and_each_concepts_label(tmp_path, 
         for head in heads:
             concept_id = int(head.split()[1])
             assert head.startswith(f"concept {concept_id} [category={names[concept_id]}]: "), head
+        # train_run kept no item attributes beside the run, so neither run nor bundle has them
+        assert result.output.count("labelled counts not shown: the ") == 1, result.output
+        assert "captured and labelled" not in result.output
 
     with TestClient(create_app(Settings(bundle=tmp_path / "bundle"))) as client:
         assert client.get("/model").json()["variant"] == "SINE-cate"
-        concepts = client.get("/model/concepts", params={"top": 12}).json()["concepts"]
+        body = client.get("/model/concepts", params={"top": 12}).json()
+        concepts = body["concepts"]
         assert sorted(c["id"] for c in concepts) == list(range(12))
         assert all(c["label"] == names[c["id"]] for c in concepts)
+        assert all("labelled" not in c for c in concepts) and "label_rule" not in body
+        assert "captured_by_own_label" not in body["summary"]
+
+    # exported with the attributes: each concept counts its category's items, checked against the file
+    frame = __import__("pandas").read_csv(attributes_csv, dtype=str).set_index("item_id")["category"]
+    with_attributes = export_bundle(tmp_path / "run", tmp_path / "attributed", attributes=attributes_csv)
+    category = [frame[item] for item in with_attributes.items]
+    captor = [names[c] for c in analyse_bundle(with_attributes).assignment]
+    with TestClient(create_app(Settings(bundle=with_attributes.path))) as client:
+        body = client.get("/model/concepts", params={"top": 12}).json()
+    assert "labelled" in body["label_rule"]
+    for c in body["concepts"]:
+        assert c["labelled"] == category.count(c["label"])
+        assert c["captured_labelled"] == sum(1 for x, y in zip(captor, category, strict=True) if x == y == c["label"])
+    agree = sum(1 for x, y in zip(captor, category, strict=True) if x == y)
+    assert body["summary"]["labelled_items"] == len(category)  # every item has its one category
+    assert body["summary"]["captured_by_own_label"] == round(agree / len(category), 6)
+    # `sine train --attributes` keeps them beside the run: inspecting the run then counts them too
+    from sine.attributes import read_attribute_file
+    from sine_cli.app import _save_run_attributes
+
+    _save_run_attributes(tmp_path / "run", read_attribute_file(attributes_csv))
+    for source in (with_attributes.path, tmp_path / "run"):
+        result = CliRunner().invoke(app, ["inspect", str(source), "--top", "12", "--nearest", "1"])
+        assert result.exit_code == 0 and "labelled counts not shown" not in result.output, result.output
+        assert f"{agree / len(category):.1%} of the {len(category):,} labelled items" in result.output
 
     # a bundle without the labels (exported before they were carried) loads and is served
     (tmp_path / "bundle" / CONCEPT_LABELS).unlink()

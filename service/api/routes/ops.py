@@ -14,7 +14,7 @@ from service import interests
 from service.api.deps import live_model
 from service.schemas import ConceptsResponse, Health
 from sine.bundle import model_variant
-from sine.concepts import CAPTURE_RULE, NEAREST_MAX, NEAREST_RULE, NoConceptPool
+from sine.concepts import CAPTURE_RULE, LABEL_RULE, NEAREST_MAX, NEAREST_RULE, NoConceptPool
 
 router = APIRouter(tags=["operations"])
 
@@ -119,7 +119,9 @@ async def model_concepts(
                                   "the concept ids an explanation names; `top` is then ignored."),
 ) -> Response:
     """Computed once per loaded bundle (`sine.concepts`, in a worker thread on first use) and
-    kept with the model; a request only slices it."""
+    kept with the model; a request only slices it. A SINE-cate bundle that carries its item
+    attributes also says how many items carry each prototype's label (`labelled`,
+    `captured_labelled`, `label_rule`): captures follow the inner product, not the labels."""
     model = live_model(request)
     try:
         analysis = await asyncio.to_thread(model.concepts)
@@ -137,6 +139,7 @@ async def model_concepts(
         "model_version": model.version,
         "capture_rule": CAPTURE_RULE,
         "nearest_rule": NEAREST_RULE,
+        **({"label_rule": LABEL_RULE} if analysis.agreement is not None else {}),
         "summary": analysis.summary(),
         "concepts": [analysis.concept(i, model.item_list, nearest, model.bundle.concept_labels)
                      for i in chosen],
