@@ -62,9 +62,10 @@ from service import interests  # noqa: E402
 from service.recommender import LoadedModel, Query  # noqa: E402
 from sine.bundle import INTENTION_ASSIGNMENT, INTEREST_VECTORS, INTEREST_WEIGHTS  # noqa: E402
 from sine.encoder import prepare_clicks  # noqa: E402
+from sine.errors import SineError  # noqa: E402
 from sine_cli.app import setup_logging  # noqa: E402
 from trainer.export import export_bundle  # noqa: E402
-from trainer.run import CONFIG, METRICS, load_data, load_run  # noqa: E402
+from trainer.run import CHECKPOINT, CONFIG, METRICS, POPULARITY, VOCABULARY, load_data, load_run  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 GENRES = DATA / "ml-100k.items.csv.gz"
@@ -314,11 +315,15 @@ def preflight(parser: argparse.ArgumentParser, runs: dict[str, list[tuple[str, b
             parser.error(f"--run {dataset}=...: no {DATA / f'{dataset}.csv.gz'}")
         trains, averaged = {}, []
         for run_dir, capped in group:
-            config, metrics = Path(run_dir) / CONFIG, Path(run_dir) / METRICS
-            if not config.is_file():
-                parser.error(f"--run {dataset}={run_dir}: no {config} (not a run directory?)")
-            trains[run_dir] = json.loads(config.read_text()).get("train", {})
-            interrupted = metrics.is_file() and json.loads(metrics.read_text()).get("interrupted")
+            missing = [name for name in (CONFIG, METRICS, VOCABULARY, POPULARITY, CHECKPOINT)
+                       if not (Path(run_dir) / name).is_file()]
+            if missing:
+                parser.error(f"--run {dataset}={run_dir}: not a finished SINE run, {', '.join(missing)} missing")
+            trains[run_dir] = json.loads((Path(run_dir) / CONFIG).read_text()).get("train", {})
+            metrics = json.loads((Path(run_dir) / METRICS).read_text())
+            if "test_history_kept" not in metrics:
+                parser.error(f"--run {dataset}={run_dir}: {METRICS} has no test_history_kept figures")
+            interrupted = metrics.get("interrupted")
             if not capped and not interrupted:
                 averaged.append(run_dir)
         try:
@@ -349,7 +354,10 @@ def main() -> None:
               "default_interest_diversity": interests.DEFAULT_INTEREST_DIVERSITY, "datasets": {}}
     default = default_variant(report["default_interest_diversity"])
     for dataset, group in runs.items():
-        entries = [evaluate_run(dataset, run_dir, capped) for run_dir, capped in group]
+        try:
+            entries = [evaluate_run(dataset, run_dir, capped) for run_dir, capped in group]
+        except SineError as error:  # what the checks above could not see, e.g. a bundle that will not export
+            parser.exit(1, f"{parser.prog}: error: {error}\n")
         summary = summarise(entries)
         report["datasets"][dataset] = {"runs": entries, "summary": summary, "targets": targets(summary, default)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
