@@ -75,7 +75,10 @@ VARIANTS = {  # name: (retrieval, interest_diversity, share of the list divided 
     **{f"interests, interest_diversity={d:g}": ("interests", d, 1.0) for d in (0.0, 0.25, 0.5, 0.75, 1.0)},
 }
 BATCH = 256
-SETTINGS = ("dim", "interests", "prototypes", "tau")  # every seed of a dataset must share these
+SETTINGS = ("dim", "interests", "prototypes", "tau")  # shown in the report
+NOT_MODEL_SETTINGS = frozenset({"seed", "device", "threads", "memory_budget", "init_from"})
+"""config.json `train` keys that may differ between seeds of one configuration; every other
+key (aggregation, attention power, precision, epochs, lr, ...) must be the same."""
 COLUMNS = ("hr@50", "hr@50_vs_aggregate", "top20_distinct_genres", "genres_vs_aggregate",
            "top20_history_genre_coverage", "top20_genre_miscalibration")  # averaged over the seeds
 SHAPE = ("mean_pairwise_cosine", "mean_top_weight", "mean_top_click_share")
@@ -180,10 +183,11 @@ def check_runs(dataset: str, trains: dict[str, dict], averaged: list[str]) -> No
     that would enter the mean (not capped, not interrupted). Different model settings are not
     seeds of one configuration; two averaged runs with one seed are not independent.
     """
-    settings = {run_dir: tuple(train.get(k) for k in SETTINGS) for run_dir, train in trains.items()}
-    if len(set(settings.values())) > 1:
-        shown = "; ".join(f"{run_dir}: " + ", ".join(f"{k}={v}" for k, v in zip(SETTINGS, values, strict=True))
-                          for run_dir, values in settings.items())
+    keys = sorted({k for train in trains.values() for k in train} - NOT_MODEL_SETTINGS)
+    differ = [k for k in keys if len({json.dumps(train.get(k), sort_keys=True) for train in trains.values()}) > 1]
+    if differ:
+        shown = "; ".join(f"{run_dir}: " + ", ".join(f"{k}={train.get(k)}" for k in differ)
+                          for run_dir, train in trains.items())
         raise ValueError(f"{dataset}: the runs differ in model settings, not only in seed ({shown})")
     seeds: dict[object, str] = {}
     for run_dir in averaged:
@@ -320,6 +324,9 @@ def preflight(parser: argparse.ArgumentParser, runs: dict[str, list[tuple[str, b
             if missing:
                 parser.error(f"--run {dataset}={run_dir}: not a finished SINE run, {', '.join(missing)} missing")
             trains[run_dir] = json.loads((Path(run_dir) / CONFIG).read_text()).get("train", {})
+            if trains[run_dir].get("model", "sine") != "sine":
+                parser.error(f"--run {dataset}={run_dir}: a {trains[run_dir]['model']} run; this benchmark "
+                             "compares SINE's per-interest retrieval (train with --model sine)")
             metrics = json.loads((Path(run_dir) / METRICS).read_text())
             if "test_history_kept" not in metrics:
                 parser.error(f"--run {dataset}={run_dir}: {METRICS} has no test_history_kept figures")

@@ -108,8 +108,8 @@ def tune(index, spec: IndexSpec, queries: np.ndarray, exact_ids: np.ndarray, tar
 
 
 # `auto`'s second candidate: where HNSW (auto's choice on the CPU only) fails the check, IVF + SQ8 codes +
-# exact re-ranking is tried before exact search is published (a 21k x 64 catalog: HNSW not faster than exact
-# at recall 0.99, ivfsq8 0.9988 at 0.19 ms per query). None on a GPU: ivf has none, ivfsq8 is CPU-only.
+# exact re-ranking is tried before exact search is published (index_builder/indexes.py says when that
+# happens). None on a GPU: ivf has none, ivfsq8 is CPU-only.
 AUTO_SECOND = {"hnsw": ("ivfsq8", "IVF with SQ8 codes and exact re-ranking, auto's second candidate "
                                   "where HNSW fails the check")}
 

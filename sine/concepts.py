@@ -148,7 +148,8 @@ class LabelAgreement:
         return {
             "labelled_items": self.labelled_items,
             # of the items with a pool label, the share captured by a prototype of one of their labels
-            "captured_by_own_label": round(hits / self.labelled_items, 6) if self.labelled_items else 0.0,
+            # None, not 0: with no labelled item there is no share to give
+            "captured_by_own_label": round(hits / self.labelled_items, 6) if self.labelled_items else None,
         }
 
 
@@ -160,7 +161,7 @@ def label_agreement(assignment: np.ndarray, labels: Sequence[str], column: Colum
         raise SineError(f"item attributes describe {column.num_rows} items, the concept pool's "
                         f"item table has {len(assignment)}")
     missing = len(labels)  # the prototype of a code no prototype stands for: none
-    prototype_of_code = np.full(len(column.values) + 1, missing, dtype=np.int64)
+    prototype_of_code = np.full(len(column.values), missing, dtype=np.int64)
     for prototype, label in enumerate(labels):
         code = column.code_of(label)
         if code is not None:

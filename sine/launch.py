@@ -44,7 +44,9 @@ def speaks_for_launch() -> bool:
     a rank that is not an integer counts as 0, so the error is printed rather than lost.
     """
     try:
-        local = os.environ.get("LOCAL_RANK")
-        return (env_int("LOCAL_RANK", 0) if local not in (None, "") else launched_rank()) == 0
+        if launched_world_size() <= 1:  # not launched: a stray LOCAL_RANK must not silence it
+            return True
+        first = env_int("LOCAL_RANK", -1)  # -1: the launcher set no LOCAL_RANK
+        return (first if first >= 0 else launched_rank()) == 0
     except SineError:
         return True

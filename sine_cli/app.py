@@ -317,7 +317,8 @@ def build_index(
     index_type: str = typer.Option(
         "auto", "--type", help="auto, flat (exact), hnsw, ivf, ivfpq or ivfsq8 (IVF-SQ8 + exact "
                                "re-ranking); auto picks by catalog size and publishes exact search "
-                               "where its pick (on the CPU HNSW, then ivfsq8) is not faster at the target."),
+                               "where its pick (on the CPU HNSW, then ivfsq8) is not faster than it or "
+                               "cannot be tuned to the target recall."),
     gpu: str = typer.Option("auto", help="Build and search on a GPU: auto (when faiss has one), on, off."),
     target_recall: float = typer.Option(
         0.99, help="Raise efSearch / nprobe until recall@50 against exact search reaches this."),

@@ -196,11 +196,13 @@ def _label_lines(source: ConceptSource, analysis: ConceptAnalysis) -> list[str]:
     if agreement is None:
         return [f"labelled counts not shown: {source.no_label_column or 'no item attributes'}"]
     s = agreement.summary()
+    share = s["captured_by_own_label"]
     return [
         "items = captured: the model's activation rule above, won mostly by the larger |C|; labelled: items "
         f"carrying the concept's {source.labels_from} label (the category's size); captured and labelled: both",
-        f"captured by a prototype of one of their own labels: {s['captured_by_own_label']:.1%} of the "
-        f"{s['labelled_items']:,} labelled items",
+        f"captured by a prototype of one of their own labels: {share:.1%} of the "
+        f"{s['labelled_items']:,} labelled items" if share is not None
+        else f"no catalog item carries one of the pool's {source.labels_from} labels",
     ]
 
 

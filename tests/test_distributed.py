@@ -151,6 +151,23 @@ def test_only_the_first_process_of_each_node_prints_a_bad_option(tmp_path, monke
         assert result.stderr == "error: --batch-size must be at least 1\n", result.stderr
 
 
+def test_a_process_not_launched_always_speaks(monkeypatch):
+    """A stray LOCAL_RANK/RANK (a shell inside another launched job) must not silence the
+    error of a process that no launcher started (WORLD_SIZE unset or 1)."""
+    from sine.launch import speaks_for_launch
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "3")
+    for world in (None, "1"):
+        if world is None:
+            monkeypatch.delenv("WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("WORLD_SIZE", world)
+        assert speaks_for_launch()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert not speaks_for_launch()
+
+
 def test_settings_that_cannot_be_sharded_are_refused(monkeypatch):
     two = Group(rank=0, world_size=2, local_rank=0)
     assert distributed.check_shardable(two, 128, 1000) == 64

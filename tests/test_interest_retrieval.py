@@ -148,6 +148,11 @@ def test_runs_averaged_together_must_be_seeds_of_one_configuration():
     ir.check_runs("ml-100k", {"a": {**train, "seed": 0}, "b": {**train, "seed": 1}}, ["a", "b"])
     with pytest.raises(ValueError, match="differ in model settings"):
         ir.check_runs("ml-100k", {"a": {**train, "seed": 0}, "b": {**train, "interests": 8, "seed": 1}}, ["a", "b"])
+    with pytest.raises(ValueError, match="differ in model settings.*attention_power"):  # any model setting
+        ir.check_runs("ml-100k", {"a": {**train, "seed": 0, "attention_power": 1.0},
+                                  "b": {**train, "seed": 1, "attention_power": 2.0}}, ["a", "b"])
+    ir.check_runs("ml-100k", {"a": {**train, "seed": 0, "threads": 1},  # not a model setting
+                              "b": {**train, "seed": 1, "threads": 2}}, ["a", "b"])
     with pytest.raises(ValueError, match="both have seed 0"):
         ir.check_runs("ml-100k", {"a": {**train, "seed": 0}, "b": {**train, "seed": 0}}, ["a", "b"])
     ir.check_runs("ml-100k", {"a": {**train, "seed": 0}, "b": {**train, "seed": 0}}, ["a"])  # b capped: listed

@@ -302,6 +302,10 @@ def test_sine_cate_concepts_count_the_items_of_their_label_beside_those_they_cap
     drama = analysis.concept(0, ids, nearest=1, labels=HAND_LABELS)
     assert (drama["label"], drama["captured"], drama["labelled"], drama["captured_labelled"]) == ("Drama", 4, 2, 1)
 
+    unknown = analyse(HAND_PROTOTYPES, vectors, labels=["Western", "Noir", "Musical"], label_column=column)
+    assert unknown.agreement.labelled.tolist() == [0, 0, 0]  # no item carries a pool label:
+    assert unknown.summary()["captured_by_own_label"] is None  # no share, not a share of 0
+
     plain = analyse(HAND_PROTOTYPES, vectors)  # no labels (plain SINE): nothing added
     assert plain.agreement is None
     assert not {"labelled_items", "captured_by_own_label"} & set(plain.summary())
