@@ -165,3 +165,20 @@ def test_cli_reports_a_bad_run_without_a_traceback(monkeypatch, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "expected DATASET=RUN_DIR" in err and "Traceback" not in err
+
+
+def test_cli_names_a_missing_directory_and_a_run_of_another_model(monkeypatch, capsys, tmp_path):
+    """Before any evaluation: a directory that is not there is said to be missing, and a run
+    of another model (e.g. `--model pop`) is named as such, not as missing files."""
+    if not (ir.DATA / "ml-100k.csv.gz").is_file():
+        pytest.skip("needs ../shared/data/ml-100k.csv.gz")
+    pop = tmp_path / "pop"
+    pop.mkdir()
+    (pop / ir.CONFIG).write_text('{"train": {"model": "pop"}}')
+    for run_dir, expected in ((tmp_path / "absent", "no such directory"), (pop, "a pop run")):
+        monkeypatch.setattr(sys, "argv", ["interest_retrieval.py", "--run", f"ml-100k={run_dir}"])
+        with pytest.raises(SystemExit) as exit_:
+            ir.main()
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, err

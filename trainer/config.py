@@ -100,7 +100,8 @@ class TrainConfig:
         "auto",
         "Catalog-wide products of the full softmax in bf16 (softmax and weights stay fp32), "
         "fp32, or auto (bf16 where the hardware computes it natively: AVX512-BF16/AMX "
-        "CPUs, CUDA GPUs with bf16).",
+        "CPUs, CUDA GPUs with bf16). bf16 on a CPU without it computes a GPU's bf16 "
+        "products in float32: no faster, for measuring bf16 accuracy.",
         PRECISIONS,
     )
     length_buckets: bool = _f(

@@ -214,7 +214,9 @@ def fit(
     log.info(
         "training %s on %s examples (%s items, %s softmax%s%s), batch %d, device %s",
         config.model, f"{num_examples:,}", f"{data.num_items:,}", kind,
-        ", bf16 products" if bf16 and kind == "full" else "",
+        (", bf16 products" + ("" if native_bf16(device) else
+                              " (no bf16 hardware: bf16 inputs multiplied in float32, a GPU's numbers)"))
+        if bf16 and kind == "full" else "",
         ", bf16 autocast" if autocast else "", config.batch_size, device,
     )
     if group.world_size > 1:
