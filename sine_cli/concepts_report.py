@@ -78,7 +78,7 @@ def load_source(path: Path) -> ConceptSource:
 
 
 def _run_source(path: Path) -> ConceptSource:
-    from trainer.export import concept_pool
+    from trainer.export import concept_pool, run_attributes
     from trainer.run import load_run
 
     run = load_run(path)
@@ -92,12 +92,11 @@ def _run_source(path: Path) -> ConceptSource:
     source = ConceptSource(f"run {path}", model_variant(run.config.model, training), pool["concepts"], table,
                            run.vocabulary.ids, run.info.get("categories"), training.get("prototypes_from"))
     if source.labels is not None:
-        saved = path / item_attributes.RUN_FILE  # what `sine train --attributes` keeps beside the run
-        if not saved.is_file():
+        saved = run_attributes(path, run.vocabulary.ids, None)  # what `sine train --attributes` kept
+        if saved is None:
             source.no_label_column = f"the run has no {item_attributes.RUN_FILE} (`sine train --attributes`)"
         else:
-            columns = item_attributes.from_json(saved.read_bytes(), len(run.vocabulary.ids), str(saved)).columns
-            source.label_column = columns.get(str(source.labels_from))
+            source.label_column = saved.columns.get(str(source.labels_from))
             if source.label_column is None:
                 source.no_label_column = f"the run's {item_attributes.RUN_FILE} has no {source.labels_from} column"
     return source

@@ -185,15 +185,17 @@ def _train_into(staged: Path | None, data: SplitData, source: dict[str, Any], co
         scorer = MostPopular(popularity).scores
         result = FitResult(best_epoch=0, epochs=0)
     else:
-        arch = model_config(config, data.num_items)
         categories = None
         if config.prototypes_from:  # SINE-cate: the concept pool is the items' categories
             categories = category_pairs(config, data.vocabulary.ids)
-            arch.update(prototypes=len(categories[2]), category_pairs=len(categories[0]))
             info["categories"] = categories[2]
-            # L is the number of labels, not --prototypes: record the L that was trained
+            # L is the number of labels, not --prototypes: the configuration (config.json, the
+            # architecture, a bundle's "training") says the L that is trained
             config = replace(config, prototypes=len(categories[2]))
             info["train"] = config.to_dict()
+        arch = model_config(config, data.num_items)
+        if categories is not None:
+            arch["category_pairs"] = len(categories[0])
         info["architecture"] = arch
         encoder = build_encoder(config.model, arch)
         if categories is not None:
