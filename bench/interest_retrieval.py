@@ -322,16 +322,16 @@ def preflight(parser: argparse.ArgumentParser, runs: dict[str, list[tuple[str, b
             if not Path(run_dir).is_dir():
                 parser.error(f"--run {dataset}={run_dir}: no such directory (give a run directory "
                              "written by `sine train --model sine`)")
-            model = (json.loads((Path(run_dir) / CONFIG).read_text()).get("train", {}).get("model")
-                     if (Path(run_dir) / CONFIG).is_file() else None)
-            if model not in (None, "sine"):
-                parser.error(f"--run {dataset}={run_dir}: a {model} run; this benchmark compares SINE's "
+            config = Path(run_dir) / CONFIG
+            train = json.loads(config.read_text()).get("train", {}) if config.is_file() else {}
+            if train.get("model", "sine") != "sine":
+                parser.error(f"--run {dataset}={run_dir}: a {train['model']} run; this benchmark compares SINE's "
                              "per-interest retrieval (train with --model sine)")
             missing = [name for name in (CONFIG, METRICS, VOCABULARY, POPULARITY, CHECKPOINT)
                        if not (Path(run_dir) / name).is_file()]
             if missing:
                 parser.error(f"--run {dataset}={run_dir}: not a finished SINE run, {', '.join(missing)} missing")
-            trains[run_dir] = json.loads((Path(run_dir) / CONFIG).read_text()).get("train", {})
+            trains[run_dir] = train
             metrics = json.loads((Path(run_dir) / METRICS).read_text())
             if "test_history_kept" not in metrics:
                 parser.error(f"--run {dataset}={run_dir}: {METRICS} has no test_history_kept figures")
