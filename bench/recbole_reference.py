@@ -5,26 +5,48 @@ Runs in its own virtual environment, because RecBole pins its own dependency set
     python3 -m venv .venv-recbole
     .venv-recbole/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "pandas<2.2" "scipy<1.14"
 
-then, from the repository root,
+then, from the repository root, time one epoch (what bench/train_speed.py calls):
 
     .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \
-        --model SINE --epochs 1 --out bench/results/recbole_sine_beauty.json
+        --model SINE --epochs 1 --out /tmp/recbole_sine_beauty.json
 
-converts the log to RecBole's atomic format in a temporary directory, trains with n=20,
-D=64, CE over all items, batch 256, Adam 1e-3, early stopping on valid NDCG@10, and
-writes seconds per epoch and, when `--epochs` lets it finish, test metrics. RecBole's
-sequential models switch on autograd anomaly detection when imported; it is switched
-off again here, as in the issue's reference figures.
+or train to early stopping and score the test split (the accuracy reference that
+bench/accuracy.py shows next to our figures):
+
+    .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \
+        --model SINE --epochs 200 --patience 10 --threads 1 --deadline-s 5400
+
+which writes bench/results/recbole/beauty-sine-seed0.json. The log is converted to
+RecBole's atomic format in a temporary directory; settings: n=20, D=64, CE over all
+items, batch 256, Adam 1e-3, early stopping on valid NDCG@10, leave-one-out by time,
+full ranking with the user's history kept (RecBole's way). `--patience` counts as ours
+does (stop after that many epochs without a better validation score): RecBole's
+`stopping_step` is one less, because RecBole stops once the count *exceeds* it. A run
+that the deadline or `--epochs` ended before early stopping did is written with
+`"complete": false` and its best-so-far test figures; bench/accuracy.py lists it and never
+shows it as a reference. RecBole's sequential models switch on autograd anomaly
+detection when imported; it is switched off again here, as in the issue's reference
+figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip
 import json
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "recbole"
+
+
+class DeadlineReached(Exception):
+    """Raised from RecBole's end-of-epoch callback once --deadline-s has passed."""
 
 
 def convert(log: Path, workdir: Path, name: str) -> None:
@@ -64,8 +86,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model", default="SINE", choices=["SINE", "SASRec"])
-    parser.add_argument("--epochs", type=int, default=1, help="1 = time one epoch only")
+    parser.add_argument("--model", default="SINE", choices=["SINE", "SASRec", "GRU4Rec", "Caser"])
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="1 = time one epoch only; more = train to early stopping and test")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="epochs without a better validation NDCG@10 before stopping (ours)")
+    parser.add_argument("--deadline-s", type=float, default=0,
+                        help="stop training after this many seconds (0: none); marked incomplete")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timed-epochs", type=int, default=1,
@@ -73,9 +100,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0,
                         help="time this many batches (after --warmup) instead of whole epochs")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path,
+                        help="default: bench/results/recbole/DATASET-MODEL-seedN.json")
     args = parser.parse_args()
+    if args.patience < 1:
+        parser.error("--patience must be at least 1")
 
+    # RecBole 1.2.1 reloads its best checkpoint with a plain torch.load, which torch >= 2.6
+    # refuses by default (weights_only); the file is the one this run just wrote.
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -97,7 +130,7 @@ def main() -> None:
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
                           "group_by": "user"},
             "metrics": ["Hit", "NDCG"], "topk": [10, 20, 50], "valid_metric": "NDCG@10",
-            "epochs": args.epochs, "stopping_step": 10, "seed": args.seed,
+            "epochs": args.epochs, "stopping_step": args.patience - 1, "seed": args.seed,
             "reproducibility": True, "device": "cpu", "use_gpu": False, "show_progress": False,
             "checkpoint_dir": str(Path(tmp) / "saved"), "log_wandb": False,
         })
@@ -107,8 +140,13 @@ def main() -> None:
         torch.autograd.set_detect_anomaly(False)
         model = get_model(config["model"])(config, train_data.dataset).to("cpu")
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-        result: dict = {"library": "recbole 1.2.1", "model": args.model, "dataset": str(args.data),
-                        "threads": args.threads, "train_examples": len(train_data.dataset)}
+        result: dict = {"library": "recbole 1.2.1", "model": args.model, "dataset": name,
+                        "data": str(args.data), "seed": args.seed, "threads": args.threads,
+                        "train_examples": len(train_data.dataset),
+                        "measured_at": datetime.datetime.now(datetime.UTC)
+                        .strftime("%Y-%m-%d %H:%M UTC"),
+                        "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                        "commit": _commit()}
         if args.epochs == 1 and args.steps:
             # RecBole's own epoch loop over the first warm-up + steps batches only
             trainer._train_epoch(FirstBatches(train_data, 0, args.warmup), epoch_idx=0, show_progress=False)
@@ -131,14 +169,51 @@ def main() -> None:
             result["examples_per_second"] = result["train_examples"] / result["epoch_seconds_median"]
             result["timed_examples"] = result["train_examples"]
         else:
-            start = time.perf_counter()
-            trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-            result["train_seconds"] = time.perf_counter() - start
-            result["best_valid"] = trainer.best_valid_result
-            result["test_history_kept"] = trainer.evaluate(test_data, load_best_model=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=float))
+            result.update(_train_to_stop(trainer, train_data, valid_data, test_data, args))
+    out = args.out or RESULTS / f"{name}-{args.model.lower()}-seed{args.seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2, default=float))
+    partial.replace(out)
     print(json.dumps(result, indent=2, default=float))
+
+
+def _train_to_stop(trainer, train_data, valid_data, test_data, args) -> dict:
+    """RecBole's own fit loop, its validation scores recorded per epoch, and the test.
+
+    The deadline is checked at the end of each epoch (RecBole's callback), so a run can
+    overrun it by one epoch; its best checkpoint so far is tested and marked incomplete.
+    """
+    history: list[float] = []
+    started = time.perf_counter()
+
+    def after_epoch(epoch_idx: int, valid_score: float) -> None:
+        history.append(float(valid_score))
+        if args.deadline_s and time.perf_counter() - started > args.deadline_s:
+            raise DeadlineReached
+
+    ended = "early stopping"
+    try:
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=after_epoch)
+        if len(history) >= args.epochs and trainer.cur_step < args.patience:
+            ended = "epoch limit"
+    except DeadlineReached:
+        ended = "deadline"
+    best = max(range(len(history)), key=lambda i: history[i]) + 1 if history else 0
+    return {"patience": args.patience, "recbole_stopping_step": args.patience - 1,
+            "max_epochs": args.epochs, "deadline_s": args.deadline_s,
+            "train_seconds": time.perf_counter() - started, "valid_ndcg10_history": history,
+            "epochs": len(history), "best_epoch": best, "ended_by": ended,
+            "complete": ended == "early stopping", "best_valid": trainer.best_valid_result,
+            "test_history_kept": trainer.evaluate(test_data, load_best_model=True)}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":

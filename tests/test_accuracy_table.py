@@ -1,0 +1,60 @@
+"""bench/accuracy.py's RecBole reference rows: measured runs before copied figures.
+
+Issue 13: a reference figure must say where it came from and when it was measured, and a
+run that a deadline or the epoch limit ended must never stand as a reference.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import accuracy  # noqa: E402
+
+METRICS = {"hit@10": 0.05, "hit@20": 0.08, "hit@50": 0.15, "ndcg@10": 0.02, "ndcg@20": 0.03,
+           "ndcg@50": 0.04}
+
+
+def _recbole_run(tmp_path: Path, name: str, *, seed: int, hit50: float, complete: bool) -> None:
+    run = {"library": "recbole 1.2.1", "model": "SINE", "dataset": "beauty", "seed": seed,
+           "threads": 1, "patience": 10, "measured_at": "2026-11-28 09:00 UTC",
+           "epochs": 30 if complete else 7, "best_epoch": 20 if complete else 7,
+           "ended_by": "early stopping" if complete else "deadline", "complete": complete,
+           "test_history_kept": {**METRICS, "hit@50": hit50}}
+    (tmp_path / name).write_text(json.dumps(run))
+
+
+def _ours() -> dict:
+    return {"runs": {"beauty/sine/seed0": {
+        "dataset": "beauty", "model": "sine", "seed": 0, "tag": "", "epochs": 14, "best_epoch": 4,
+        "complete": True,
+        "test": {m: 0.1 for m in accuracy.ORDER}, "test_history_kept": {m: 0.1 for m in accuracy.ORDER}}}}
+
+
+def test_measured_reference_replaces_the_copied_one_and_says_when(tmp_path: Path) -> None:
+    _recbole_run(tmp_path, "beauty-sine-seed0.json", seed=0, hit50=0.16, complete=True)
+    _recbole_run(tmp_path, "beauty-sine-seed1.json", seed=1, hit50=0.18, complete=True)
+    table = accuracy.markdown(_ours(), accuracy.recbole_measured(tmp_path))
+    rows = [line for line in table.splitlines() if "RecBole 1.2.1 sine" in line]
+    assert len(rows) == 1, rows
+    assert "measured 2026-11-28" in rows[0] and "n=2" in rows[0]
+    assert "0.1700 ± 0.0141" in rows[0]  # mean and sample sd of 0.16 and 0.18 (HR@50)
+    assert "issue #2" not in rows[0]
+
+
+def test_a_capped_reference_run_is_listed_and_never_shown_as_the_reference(tmp_path: Path) -> None:
+    _recbole_run(tmp_path, "beauty-sine-seed0.json", seed=0, hit50=0.16, complete=True)
+    _recbole_run(tmp_path, "beauty-sine-seed1.json", seed=1, hit50=0.99, complete=False)
+    table = accuracy.markdown(_ours(), accuracy.recbole_measured(tmp_path))
+    row = next(line for line in table.splitlines() if "RecBole 1.2.1 sine" in line)
+    assert "n=1" in row and "0.1600" in row and "0.99" not in row
+    assert "RecBole 1.2.1 beauty/sine/seed1: ended by deadline after 7 epochs" in table
+
+
+def test_without_a_measurement_the_copied_figure_says_it_was_not_measured(tmp_path: Path) -> None:
+    table = accuracy.markdown(_ours(), accuracy.recbole_measured(tmp_path))
+    row = next(line for line in table.splitlines() if "RecBole 1.2.1 sine" in line)
+    assert "reported in issue #2, not measured here" in row and "0.1595" in row
