@@ -41,9 +41,9 @@ FLOOR_NOTE = (
     "it every step, so floor ex/s over RecBole's is the largest fp32 speed-up that any work on "
     "the encoder can buy at these settings.")
 BF16_ACCURACY_NOTE = (
-    "bf16 accuracy: bench/sine_variants.py's `cosine` and `cosine-bf16` variants (same settings); "
-    "measured so far for one seed on ml-100k only (bench/results/sine_variants_cpu.jsonl), "
-    "beauty and video not yet"
+    "bf16 accuracy: bench/sine_variants.py's `cosine` and `cosine-bf16` variants (same settings), "
+    "in bench/results/sine_variants_cpu.md: beauty (3 seeds each) and video (fp32 3 seeds, bf16 2) "
+    "within fp32's seed spread"
 )
 
 
