@@ -99,8 +99,8 @@ def main() -> None:
                 if key in results["runs"] and is_complete(results["runs"][key]):
                     log.info("%s: done already", key)
                     continue
-                config = TrainConfig(model=model, dim=64, batch_size=256, max_len=20, seed=seed,
-                                     threads=2, **overrides)
+                config = TrainConfig(**{"model": model, "dim": 64, "batch_size": 256, "max_len": 20,
+                                        "seed": seed, "threads": 2, **overrides})
                 started = time.time()
                 metrics = train_run(path, args.runs_dir / key, config)
                 results["runs"][key] = {

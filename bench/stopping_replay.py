@@ -13,7 +13,10 @@ curve counts as "censored" for that rule and its figures are left out).
 For each rule: epochs trained in all, epochs per curve, and what it loses: curves whose
 kept epoch differs from the full run's, and the largest and mean relative loss of
 validation NDCG@10. These are replays of recorded curves, not fresh runs.
-Writes bench/results/stopping.json and .md.
+Writes bench/results/stopping.json and .md; the curves are kept in the JSON, so a new run
+is added to the earlier ones with
+
+    .venv/bin/python bench/stopping_replay.py runs/new-run --previous bench/results/stopping.json
 """
 
 from __future__ import annotations
@@ -61,6 +64,24 @@ def curves_from(paths: list[Path]) -> list[dict[str, Any]]:
     return [c for c in found if c["scores"]]
 
 
+def curves_from_report(path: Path) -> list[dict[str, Any]]:
+    """The curves an earlier report of this script replayed (its JSON keeps their scores).
+
+    Reports written before the epoch limit was kept with each curve get it back from the
+    report itself: a curve ran out of epochs exactly when patience 10 was replayed on it
+    without patience 10 deciding to stop (the only other way a replay is not censored).
+    """
+    report = json.loads(path.read_text())
+    baseline = report["rules"][BASELINE]["per_curve"]
+    curves = []
+    for curve in report["curves"]:
+        if "max_epochs" not in curve:
+            ran_out = curve["name"] in baseline and not RULES[BASELINE].should_stop(curve["scores"])
+            curve = {**curve, "max_epochs": len(curve["scores"]) if ran_out else None}
+        curves.append({"patience": None, **curve})
+    return curves
+
+
 def _from_metrics(path: Path) -> list[dict[str, Any]]:
     metrics = json.loads(path.read_text())
     if metrics.get("interrupted") or not metrics.get("history"):
@@ -94,14 +115,19 @@ def replay(curve: dict[str, Any], rule: StoppingRule) -> dict[str, Any] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("paths", nargs="*", type=Path)
+    parser.add_argument("--previous", type=Path, help="an earlier stopping.json: replay its curves too")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stopping.json")
     args = parser.parse_args()
     curves = curves_from(args.paths)
+    if args.previous:
+        new_names = {c["name"] for c in curves}
+        curves = [c for c in curves_from_report(args.previous) if c["name"] not in new_names] + curves
     if not curves:
         raise SystemExit("no recorded validation curves found")
     report: dict[str, Any] = {"kind": "replay of recorded curves", "metric": f"valid {METRIC}",
-                              "curves": [{k: c[k] for k in ("name", "dataset", "model", "seed", "scores")}
+                              "curves": [{k: c[k] for k in ("name", "dataset", "model", "seed", "scores",
+                                                           "patience", "max_epochs")}
                                          for c in curves], "rules": {}}
     baseline = RULES[BASELINE]
     for label, rule in RULES.items():

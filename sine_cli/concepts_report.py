@@ -158,6 +158,8 @@ def report(source: ConceptSource, analysis: ConceptAnalysis, top: int, nearest: 
         f"{s['entropy']:.3f} nats = {s['entropy_normalized']:.3f} of log L = {s['effective_concepts']:.1f} "
         f"equally sized concepts; largest captures {s['largest_share']:.1%} of the items",
         f"items per active prototype: {_percentiles(active)}" if len(active) else "no prototype captures an item",
+        "(active here: capturing at least one catalog item; the training log's \"concepts used\" counts "
+        "another thing, the prototypes among validation users' top-K activations)",
         "",
         f"top {min(top, L)} concepts by items captured; nearest items by cosine, * = captured by the concept:",
     ]
@@ -197,7 +199,8 @@ def _label_lines(source: ConceptSource, analysis: ConceptAnalysis) -> list[str]:
     s = agreement.summary()
     share = s["captured_by_own_label"]
     return [
-        "items = captured: the model's activation rule above, won mostly by the larger |C|; labelled: items "
+        "items = captured: the capture rule above (an inner product, so a prototype with a larger norm |C| "
+        "wins more items whatever its direction); labelled: items "
         f"carrying the concept's {source.labels_from} label (the category's size); captured and labelled: both",
         f"captured by a prototype of one of their own labels: {share:.1%} of the "
         f"{s['labelled_items']:,} labelled items" if share is not None
