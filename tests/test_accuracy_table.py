@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-import accuracy  # noqa: E402
+import accuracy
 
 METRICS = {"hit@10": 0.05, "hit@20": 0.08, "hit@50": 0.15, "ndcg@10": 0.02, "ndcg@20": 0.03,
            "ndcg@50": 0.04}

@@ -90,3 +90,36 @@ def test_a_warm_start_keeps_its_starting_weights_when_no_epoch_beats_them(tiny, 
     assert (result.epochs, result.best_epoch) == (2, 0)
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
     assert all(torch.equal(encoder.state_dict()[k], v) for k, v in start.items())
+
+
+def test_a_report_replays_to_itself_and_keeps_each_curves_epoch_limit(tmp_path, monkeypatch):
+    """bench/stopping_replay.py --previous: an earlier report's curves give the same replay.
+
+    A curve that ran out of epochs (recorded with --epochs 4) can be replayed under
+    patience 10; read back from the report without its limit it would count as censored.
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import stopping_replay as replay
+
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    history = [{"epoch": i + 1, "valid": {"ndcg@10": s}} for i, s in enumerate([0.1, 0.2, 0.3, 0.31])]
+    (run / "metrics.json").write_text(json.dumps({
+        "model": "sine", "seed": 0, "dataset": {"path": "x/toys.csv.gz"}, "history": history,
+        "config": {"patience": 10, "epochs": 4}}))
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    monkeypatch.setattr(sys, "argv", ["stopping_replay.py", str(run.parent), "--out", str(first)])
+    replay.main()
+    monkeypatch.setattr(sys, "argv", ["stopping_replay.py", "--previous", str(first), "--out", str(second)])
+    replay.main()
+    assert json.loads(second.read_text())["rules"] == json.loads(first.read_text())["rules"]
+    assert json.loads(first.read_text())["rules"][replay.BASELINE]["replayed"] == 1
+    old_style = json.loads(first.read_text())
+    for curve in old_style["curves"]:
+        del curve["max_epochs"], curve["patience"]
+    first.write_text(json.dumps(old_style))
+    assert replay.curves_from_report(first)[0]["max_epochs"] == 4
