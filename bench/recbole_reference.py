@@ -189,6 +189,8 @@ def _train_to_stop(trainer, train_data, valid_data, test_data, args) -> dict:
 
     def after_epoch(epoch_idx: int, valid_score: float) -> None:
         history.append(float(valid_score))
+        print(f"epoch {len(history)}: valid ndcg@10 {valid_score:.4f}, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)  # RecBole itself is quiet here
         if args.deadline_s and time.perf_counter() - started > args.deadline_s:
             raise DeadlineReached
 
