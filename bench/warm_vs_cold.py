@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -58,7 +59,17 @@ def main() -> None:
                         help="TrainConfig fields of the live and the cold model (JSON)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "warm_vs_cold.json")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
+                        help="instead of training: put reports of several seeds (same dataset and "
+                        "settings) side by side, with the warm-minus-cold differences, into --out")
     args = parser.parse_args()
+    if args.combine:
+        combined = combine([json.loads(path.read_text()) for path in args.combine])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(combined, indent=2))
+        args.out.with_suffix(".md").write_text(combined_markdown(combined))
+        print(combined_markdown(combined))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     frame = read_log(DATA / f"{args.dataset}.csv.gz")
@@ -154,6 +165,51 @@ def markdown(report: dict) -> str:
                      f"{e['epochs']} ({e['best_epoch']}) | {e['train_examples']:,} | {e['train_seconds']:.0f} |")
     lines.append("\nA live model trained here is scored on its own split (base log), a given one on the "
                  "night's split (as the gate scores it); the candidates on base + events.")
+    return "\n".join(lines) + "\n"
+
+
+def combine(reports: list[dict]) -> dict:
+    """Seeds of one comparison: per seed, warm minus cold, and their mean and sample sd."""
+    same = {(r["dataset"], r["users"], json.dumps(r["settings"], sort_keys=True), r["threads"]) for r in reports}
+    if len(same) != 1:
+        raise SystemExit(f"--combine needs reports of one dataset, user count, settings and threads; got {same}")
+    seeds = [r["seed"] for r in reports]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--combine got a seed twice: {seeds}")
+    rows = []
+    for r in sorted(reports, key=lambda r: r["seed"]):
+        cold, warm = r["cold candidate"], r["warm candidate"]
+        rows.append({"seed": r["seed"], "cold_valid_ndcg@10": cold["valid_ndcg@10"],
+                     "warm_valid_ndcg@10": warm["valid_ndcg@10"],
+                     "difference": warm["valid_ndcg@10"] - cold["valid_ndcg@10"],
+                     "cold_test_ndcg@10": cold["test_ndcg@10"], "warm_test_ndcg@10": warm["test_ndcg@10"],
+                     "cold_epochs": cold["epochs"], "warm_epochs": warm["epochs"],
+                     "cold_train_seconds": cold["train_seconds"], "warm_train_seconds": warm["train_seconds"],
+                     "load_average_before": r["load_average_before"][0]})
+    differences = [row["difference"] for row in rows]
+    return {"dataset": reports[0]["dataset"], "users": reports[0]["users"],
+            "settings": reports[0]["settings"], "threads": reports[0]["threads"], "seeds": rows,
+            "difference_mean": statistics.fmean(differences),
+            "difference_sd": statistics.stdev(differences) if len(differences) > 1 else None,
+            "warm_at_least_cold": sum(d >= 0 for d in differences)}
+
+
+def combined_markdown(combined: dict) -> str:
+    sd = combined["difference_sd"]
+    lines = [f"Warm vs cold on {combined['dataset']}, {combined['users']:,} users, "
+             f"{len(combined['seeds'])} seeds (settings {json.dumps(combined['settings'])}, "
+             f"{combined['threads']} thread(s)); fresh runs, one report per seed.", "",
+             "| seed | cold valid NDCG@10 | warm valid NDCG@10 | warm - cold | cold test NDCG@10 | "
+             "warm test NDCG@10 | epochs cold / warm | train s cold / warm | load before |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in combined["seeds"]:
+        lines.append(f"| {row['seed']} | {row['cold_valid_ndcg@10']:.4f} | {row['warm_valid_ndcg@10']:.4f} | "
+                     f"{row['difference']:+.4f} | {row['cold_test_ndcg@10']:.4f} | {row['warm_test_ndcg@10']:.4f} | "
+                     f"{row['cold_epochs']} / {row['warm_epochs']} | {row['cold_train_seconds']:.0f} / "
+                     f"{row['warm_train_seconds']:.0f} | {row['load_average_before']:.1f} |")
+    lines += ["", f"warm - cold, validation NDCG@10: {combined['difference_mean']:+.4f}"
+              + (f" ± {sd:.4f} (sample sd)" if sd is not None else " (one seed: no spread)")
+              + f"; warm at least cold on {combined['warm_at_least_cold']} of {len(combined['seeds'])} seeds."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,9 @@
-"""bench/accuracy.py's RecBole reference rows: measured runs before copied figures.
+"""Reports of bench/ scripts that put several runs side by side.
 
-Issue 13: a reference figure must say where it came from and when it was measured, and a
-run that a deadline or the epoch limit ended must never stand as a reference.
+bench/accuracy.py's RecBole reference rows (issue 13): a reference figure must say where
+it came from and when it was measured, and a run that a deadline or the epoch limit ended
+must never stand as a reference. bench/warm_vs_cold.py --combine (issue 15): seeds of one
+comparison only, with the warm-minus-cold differences computed per seed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import accuracy
+import pytest
+import warm_vs_cold
 
 METRICS = {"hit@10": 0.05, "hit@20": 0.08, "hit@50": 0.15, "ndcg@10": 0.02, "ndcg@20": 0.03,
            "ndcg@50": 0.04}
@@ -58,3 +62,28 @@ def test_without_a_measurement_the_copied_figure_says_it_was_not_measured(tmp_pa
     table = accuracy.markdown(_ours(), accuracy.recbole_measured(tmp_path))
     row = next(line for line in table.splitlines() if "RecBole 1.2.1 sine" in line)
     assert "reported in issue #2, not measured here" in row and "0.1595" in row
+
+
+def _night(seed: int, cold: float, warm: float, settings: dict | None = None) -> dict:
+    entry = {"valid_hr@10": 0.1, "test_ndcg@10": 0.04, "epochs": 8, "best_epoch": 4, "train_examples": 10,
+             "train_seconds": 100.0}
+    return {"dataset": "video", "users": 10000, "seed": seed, "threads": 1,
+            "settings": settings or {"patience": 5}, "load_average_before": [1.0, 1.0, 1.0],
+            "cold candidate": {**entry, "valid_ndcg@10": cold},
+            "warm candidate": {**entry, "valid_ndcg@10": warm, "epochs": 2, "train_seconds": 15.0}}
+
+
+def test_seeds_combine_into_per_seed_differences_and_their_spread() -> None:
+    combined = warm_vs_cold.combine([_night(1, 0.0508, 0.0516), _night(0, 0.0500, 0.0542)])
+    assert [row["seed"] for row in combined["seeds"]] == [0, 1]
+    assert combined["difference_mean"] == pytest.approx(0.0025)  # (0.0042 + 0.0008) / 2
+    assert combined["difference_sd"] == pytest.approx(0.0024042, abs=1e-6)
+    assert combined["warm_at_least_cold"] == 2
+    assert "warm at least cold on 2 of 2 seeds" in warm_vs_cold.combined_markdown(combined)
+
+
+def test_reports_of_other_settings_or_a_repeated_seed_are_refused() -> None:
+    with pytest.raises(SystemExit, match="settings"):
+        warm_vs_cold.combine([_night(0, 0.05, 0.05), _night(1, 0.05, 0.05, {"patience": 3})])
+    with pytest.raises(SystemExit, match="seed twice"):
+        warm_vs_cold.combine([_night(0, 0.05, 0.05), _night(0, 0.05, 0.06)])
