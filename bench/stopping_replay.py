@@ -4,11 +4,12 @@
 
 Reads every per-epoch validation history it finds: `metrics.json` of run directories
 (searched below the directories given) and JSON-lines files of bench/sine_variants.py
-(runs with status "finished" only). Each curve must come from a run that stopped by its
-own patience (or ran out of epochs): a rule is replayed by cutting the curve where the
-rule would have stopped, and the model it keeps is the best epoch before the cut. A
-rule that would train past the end of a recorded curve cannot be replayed on it (the
-curve counts as "censored" for that rule and its figures are left out).
+(runs with status "finished" only). A curve is replayed as far as it was recorded (a run
+that stopped by its own patience, a decline rule or its epoch limit): a rule is replayed
+by cutting the curve where the rule would have stopped, and the model it keeps is the
+best epoch before the cut. A rule that would train past the end of a recorded curve
+cannot be replayed on it (the curve counts as "censored" for that rule and its figures
+are left out). A path that does not exist or holds no curve is an error.
 
 For each rule: epochs trained in all, epochs per curve, and what it loses: curves whose
 kept epoch differs from the full run's, and the largest and mean relative loss of
@@ -46,22 +47,36 @@ RULES = {
 
 
 def curves_from(paths: list[Path]) -> list[dict[str, Any]]:
+    """The curves below each path; a path that does not exist or holds none is an error
+    (a mistyped run must not leave a report that looks complete)."""
     found: list[dict[str, Any]] = []
     for path in paths:
-        if path.is_dir():
-            for metrics in sorted(path.rglob("metrics.json")):
-                found += _from_metrics(metrics)
-        elif path.suffix == ".jsonl":
-            for line in path.read_text().splitlines():
-                record = json.loads(line) if line.strip() else {}
-                if record.get("status") == "finished" and record.get("history"):
-                    found.append(_curve(f"{path.name}:{record.get('key')}", record.get("dataset"),
-                                        record.get("variant", "sine"), record.get("seed"),
-                                        record["history"], record.get("patience", 10),
-                                        record.get("max_epochs")))
-        elif path.name == "metrics.json":
-            found += _from_metrics(path)
+        if not path.exists():
+            raise SystemExit(f"{path}: no such file or directory")
+        before = len(found)
+        found += _curves_at(path.resolve())
+        if not any(c["scores"] for c in found[before:]):
+            raise SystemExit(f"{path}: no recorded validation curve found (expected a run directory with "
+                             "metrics.json, a metrics.json, or a JSON-lines file of bench/sine_variants.py)")
     return [c for c in found if c["scores"]]
+
+
+def _curves_at(path: Path) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if path.is_dir():
+        for metrics in sorted(path.rglob("metrics.json")):
+            found += _from_metrics(metrics)
+    elif path.suffix == ".jsonl":
+        for line in path.read_text().splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if record.get("status") == "finished" and record.get("history"):
+                found.append(_curve(f"{path.name}:{record.get('key')}", record.get("dataset"),
+                                    record.get("variant", "sine"), record.get("seed"),
+                                    record["history"], record.get("patience", 10),
+                                    record.get("max_epochs")))
+    elif path.name == "metrics.json":
+        found += _from_metrics(path)
+    return found
 
 
 def curves_from_report(path: Path) -> list[dict[str, Any]]:
@@ -71,8 +86,12 @@ def curves_from_report(path: Path) -> list[dict[str, Any]]:
     report itself: a curve ran out of epochs exactly when patience 10 was replayed on it
     without patience 10 deciding to stop (the only other way a replay is not censored).
     """
-    report = json.loads(path.read_text())
-    baseline = report["rules"][BASELINE]["per_curve"]
+    try:
+        report = json.loads(path.read_text())
+        baseline = report["rules"][BASELINE]["per_curve"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"--previous {path}: not a report of this script ({type(error).__name__}: "
+                         f"{error}); expected a stopping.json it wrote") from None
     curves = []
     for curve in report["curves"]:
         if "max_epochs" not in curve:
@@ -117,7 +136,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", type=Path)
     parser.add_argument("--previous", type=Path, help="an earlier stopping.json: replay its curves too")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stopping.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stopping.json",
+                        help="the report's JSON (the markdown beside it); default: %(default)s")
     args = parser.parse_args()
     curves = curves_from(args.paths)
     if args.previous:

@@ -64,7 +64,7 @@ def main() -> None:
                         "settings) side by side, with the warm-minus-cold differences, into --out")
     args = parser.parse_args()
     if args.combine:
-        combined = combine([json.loads(path.read_text()) for path in args.combine])
+        combined = combine([read_night(path) for path in args.combine])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(combined, indent=2))
         args.out.with_suffix(".md").write_text(combined_markdown(combined))
@@ -168,11 +168,28 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_night(path: Path) -> dict:
+    """One seed's report, or a clear error naming the file (a combined report included)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--combine {path}: cannot read it ({error})") from None
+    if not isinstance(report, dict) or "seeds" in report:
+        raise SystemExit(f"--combine {path}: a combined report, not one seed's; leave it out")
+    missing = [k for k in ("dataset", "users", "seed", "settings", "threads", "cold candidate", "warm candidate")
+               if k not in report]
+    if missing:
+        raise SystemExit(f"--combine {path}: not a report of this script (no {', '.join(missing)})")
+    return {**report, "file": str(path)}
+
+
 def combine(reports: list[dict]) -> dict:
     """Seeds of one comparison: per seed, warm minus cold, and their mean and sample sd."""
     same = {(r["dataset"], r["users"], json.dumps(r["settings"], sort_keys=True), r["threads"]) for r in reports}
     if len(same) != 1:
-        raise SystemExit(f"--combine needs reports of one dataset, user count, settings and threads; got {same}")
+        found = "; ".join(f"{r.get('file', 'report')}: {r['dataset']}, {r['users']} users, settings "
+                          f"{json.dumps(r['settings'])}, {r['threads']} thread(s)" for r in reports)
+        raise SystemExit(f"--combine needs reports of one dataset, user count, settings and threads; got {found}")
     seeds = [r["seed"] for r in reports]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"--combine got a seed twice: {seeds}")

@@ -87,3 +87,21 @@ def test_reports_of_other_settings_or_a_repeated_seed_are_refused() -> None:
         warm_vs_cold.combine([_night(0, 0.05, 0.05), _night(1, 0.05, 0.05, {"patience": 3})])
     with pytest.raises(SystemExit, match="seed twice"):
         warm_vs_cold.combine([_night(0, 0.05, 0.05), _night(0, 0.05, 0.06)])
+
+
+def test_combine_names_a_file_that_is_not_one_seeds_report(tmp_path: Path) -> None:
+    combined = tmp_path / "seeds.json"
+    combined.write_text(json.dumps(warm_vs_cold.combine([_night(0, 0.05, 0.05), _night(1, 0.05, 0.06)])))
+    with pytest.raises(SystemExit, match="seeds.json: a combined report"):
+        warm_vs_cold.read_night(combined)
+    with pytest.raises(SystemExit, match="missing.json: cannot read it"):
+        warm_vs_cold.read_night(tmp_path / "missing.json")
+
+
+def test_stopping_replay_refuses_a_path_without_curves(tmp_path: Path) -> None:
+    import stopping_replay
+
+    with pytest.raises(SystemExit, match="no such file"):
+        stopping_replay.curves_from([tmp_path / "typo"])
+    with pytest.raises(SystemExit, match="no recorded validation curve"):
+        stopping_replay.curves_from([tmp_path])
