@@ -7,26 +7,27 @@ Runs in its own virtual environment, because RecBole pins its own dependency set
 
 then, from the repository root, time one epoch (what bench/train_speed.py calls):
 
-    .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \
+    .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \\
         --model SINE --epochs 1 --out /tmp/recbole_sine_beauty.json
 
 or train to early stopping and score the test split (the accuracy reference that
 bench/accuracy.py shows next to our figures):
 
-    .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \
+    .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \\
         --model SINE --epochs 200 --patience 10 --threads 1 --deadline-s 5400
 
-which writes bench/results/recbole/beauty-sine-seed0.json. The log is converted to
-RecBole's atomic format in a temporary directory; settings: n=20, D=64, CE over all
-items, batch 256, Adam 1e-3, early stopping on valid NDCG@10, leave-one-out by time,
-full ranking with the user's history kept (RecBole's way). `--patience` counts as ours
+which writes bench/results/recbole/beauty-sine-seed0.json (dataset, lower-case model,
+seed); a timing run without --out writes ...-seed0-timing.json beside it. The log is
+converted to RecBole's atomic format in a temporary directory; settings: n=20, D=64,
+CE over all items, batch 256, Adam 1e-3, early stopping on valid NDCG@10, leave-one-out
+by time, full ranking with the user's history kept (RecBole's way). `--patience` counts as ours
 does (stop after that many epochs without a better validation score): RecBole's
 `stopping_step` is one less, because RecBole stops once the count *exceeds* it. A run
 that the deadline or `--epochs` ended before early stopping did is written with
 `"complete": false` and its best-so-far test figures; bench/accuracy.py lists it and never
 shows it as a reference. RecBole's sequential models switch on autograd anomaly
-detection when imported; it is switched off again here, as in the issue's reference
-figures.
+detection when imported; it is switched off again here (as it was for the figures
+bench/accuracy.py copies from issue #2 of this project's tracker).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "recbole"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring's layout kept, and every option's default shown."""
 
 
 class DeadlineReached(Exception):
@@ -83,25 +88,27 @@ class FirstBatches:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model", default="SINE", choices=["SINE", "SASRec", "GRU4Rec", "Caser"])
+    parser.add_argument("--data", type=Path, required=True, help="user_id,item_id,timestamp CSV (.gz)")
+    parser.add_argument("--model", default="SINE", choices=["SINE", "SASRec", "GRU4Rec", "Caser"],
+                        help="RecBole model")
     parser.add_argument("--epochs", type=int, default=1,
                         help="1 = time one epoch only; more = train to early stopping and test")
     parser.add_argument("--patience", type=int, default=10,
                         help="epochs without a better validation NDCG@10 before stopping (ours)")
     parser.add_argument("--deadline-s", type=float, default=0,
                         help="stop training after this many seconds (0: none); marked incomplete")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0, help="RecBole's seed")
     parser.add_argument("--timed-epochs", type=int, default=1,
                         help="epochs to time when --epochs 1 (the median is reported)")
     parser.add_argument("--steps", type=int, default=0,
                         help="time this many batches (after --warmup) instead of whole epochs")
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed batches before --steps")
     parser.add_argument("--out", type=Path,
-                        help="default: bench/results/recbole/DATASET-MODEL-seedN.json")
+                        help="bench/results/recbole/DATASET-model-seedN.json when not given "
+                        "(-timing.json when --epochs is 1)")
     args = parser.parse_args()
     if args.patience < 1:
         parser.error("--patience must be at least 1")
@@ -170,7 +177,8 @@ def main() -> None:
             result["timed_examples"] = result["train_examples"]
         else:
             result.update(_train_to_stop(trainer, train_data, valid_data, test_data, args))
-    out = args.out or RESULTS / f"{name}-{args.model.lower()}-seed{args.seed}.json"
+    timing = "-timing" if args.epochs == 1 else ""  # never in place of a trained reference
+    out = args.out or RESULTS / f"{name}-{args.model.lower()}-seed{args.seed}{timing}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     partial.write_text(json.dumps(result, indent=2, default=float))
