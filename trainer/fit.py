@@ -298,7 +298,7 @@ def fit(
                 stale = len(scores) - 1 - scores.index(best_score)
                 log.info("no better validation %s for %d epochs%s: stopping", SELECTION_METRIC,
                          stale, "" if stale >= rule.patience else
-                         f" and {rule.decline_epochs} in a row {rule.decline:.0%} below the best")
+                         f" and {rule.decline_epochs} in a row more than {rule.decline * 100:g}% below the best")
                 break
     except KeyboardInterrupt:
         if group.world_size > 1:  # the other ranks may be mid-step: no common way out
