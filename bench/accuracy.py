@@ -159,13 +159,19 @@ def recbole_rows(dataset: str, model: str, measured: dict[tuple[str, str], list[
                             f", {run['file']}")
     done = [r for r in runs if r["complete"]]
     if done:
-        when = ", ".join(sorted({r["measured_at"][:10] for r in done}))
-        cells = [cell([r["test_history_kept"][m.replace("hr@", "hit@")] for r in done]) for m in ORDER]
-        epochs = statistics.mean(r["epochs"] for r in done)
-        best = statistics.mean(r["best_epoch"] for r in done)
-        return [f"| {dataset} | RecBole 1.2.1 {model} (measured {when}, patience "
-                f"{done[0]['patience']}, {done[0]['threads']} thread(s), bench/results/recbole/) | "
-                f"n={len(done)} | {epochs:.0f} ({best:.0f}) | " + " | ".join(cells) + " |"]
+        groups: dict[tuple[int, int], list[dict]] = {}  # runs of other settings never share a row
+        for run in done:
+            groups.setdefault((run["patience"], run["threads"]), []).append(run)
+        rows = []
+        for (patience, threads), same in sorted(groups.items()):
+            when = ", ".join(sorted({r["measured_at"][:10] for r in same}))
+            cells = [cell([r["test_history_kept"][m.replace("hr@", "hit@")] for r in same]) for m in ORDER]
+            epochs = statistics.mean(r["epochs"] for r in same)
+            best = statistics.mean(r["best_epoch"] for r in same)
+            rows.append(f"| {dataset} | RecBole 1.2.1 {model} (measured {when}, patience {patience}, "
+                        f"{threads} thread(s), bench/results/recbole/) | n={len(same)} | {epochs:.0f} ({best:.0f}) | "
+                        + " | ".join(cells) + " |")
+        return rows
     if (dataset, model) in RECBOLE_REPORTED:
         ref, ended = RECBOLE_REPORTED[(dataset, model)]
         return [f"| {dataset} | RecBole 1.2.1 {model} (reported in issue #2, not measured here) | "
@@ -201,6 +207,10 @@ def markdown(results: dict, measured: dict[tuple[str, str], list[dict]] | None =
                          + " | ".join(cells) + " |")
             if protocol == "test_history_kept" and not runs[0].get("tag"):
                 lines += recbole_rows(dataset, runs[0]["model"], measured, excluded)
+        if protocol == "test_history_kept":  # measured references of models we have not run
+            ours = {(dataset, runs[0]["model"]) for (dataset, _), runs in groups.items()}
+            for dataset, model in sorted(set(measured) - ours):
+                lines += recbole_rows(dataset, model, measured, excluded)
         lines.append("")
     lines += ["### Runs not averaged in", ""] + (excluded or ["none"]) + [""]
     assert set(ORDER) == set(METRIC_NAMES)

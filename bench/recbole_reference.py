@@ -14,7 +14,7 @@ or train to early stopping and score the test split (the accuracy reference that
 bench/accuracy.py shows next to our figures):
 
     .venv-recbole/bin/python bench/recbole_reference.py --data ../shared/data/beauty.csv.gz \\
-        --model SINE --epochs 200 --patience 10 --threads 1 --deadline-s 5400
+        --model SINE --epochs 200 --patience 10 --threads 1 --deadline-s 7200
 
 which writes bench/results/recbole/beauty-sine-seed0.json (dataset, lower-case model,
 seed); a timing run without --out writes ...-seed0-timing.json beside it. The log is
@@ -22,7 +22,9 @@ converted to RecBole's atomic format in a temporary directory; settings: n=20, D
 CE over all items, batch 256, Adam 1e-3, early stopping on valid NDCG@10, leave-one-out
 by time, full ranking with the user's history kept (RecBole's way). `--patience` counts as ours
 does (stop after that many epochs without a better validation score): RecBole's
-`stopping_step` is one less, because RecBole stops once the count *exceeds* it. A run
+`stopping_step` is one less, because RecBole stops once the count *exceeds* it (its
+default, 10, is our patience 11). One difference stays: RecBole counts a tie (at its
+4-decimal rounding) as an improvement, ours needs a strictly better score. A run
 that the deadline or `--epochs` ended before early stopping did is written with
 `"complete": false` and its best-so-far test figures; bench/accuracy.py lists it and never
 shows it as a reference. RecBole's sequential models switch on autograd anomaly
@@ -137,7 +139,7 @@ def main() -> None:
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
                           "group_by": "user"},
             "metrics": ["Hit", "NDCG"], "topk": [10, 20, 50], "valid_metric": "NDCG@10",
-            "epochs": args.epochs, "stopping_step": args.patience - 1, "seed": args.seed,
+            "epochs": args.epochs, "stopping_step": stopping_step(args.patience), "seed": args.seed,
             "reproducibility": True, "device": "cpu", "use_gpu": False, "show_progress": False,
             "checkpoint_dir": str(Path(tmp) / "saved"), "log_wandb": False,
         })
@@ -186,6 +188,11 @@ def main() -> None:
     print(json.dumps(result, indent=2, default=float))
 
 
+def stopping_step(patience: int) -> int:
+    """RecBole's stopping_step for our patience: RecBole stops once its count exceeds it."""
+    return patience - 1
+
+
 def _train_to_stop(trainer, train_data, valid_data, test_data, args) -> dict:
     """RecBole's own fit loop, its validation scores recorded per epoch, and the test.
 
@@ -207,10 +214,11 @@ def _train_to_stop(trainer, train_data, valid_data, test_data, args) -> dict:
         trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=after_epoch)
         if len(history) >= args.epochs and trainer.cur_step < args.patience:
             ended = "epoch limit"
-    except DeadlineReached:
-        ended = "deadline"
-    best = max(range(len(history)), key=lambda i: history[i]) + 1 if history else 0
-    return {"patience": args.patience, "recbole_stopping_step": args.patience - 1,
+    except DeadlineReached:  # raised after RecBole's own stop test of that epoch
+        ended = "early stopping" if trainer.cur_step >= args.patience else "deadline"
+    # RecBole keeps (and tests) the last of tied best scores: it saves on >=
+    best = max(range(len(history)), key=lambda i: (history[i], i)) + 1 if history else 0
+    return {"patience": args.patience, "recbole_stopping_step": stopping_step(args.patience),
             "max_epochs": args.epochs, "deadline_s": args.deadline_s,
             "train_seconds": time.perf_counter() - started, "valid_ndcg10_history": history,
             "epochs": len(history), "best_epoch": best, "ended_by": ended,
@@ -220,7 +228,7 @@ def _train_to_stop(trainer, train_data, valid_data, test_data, args) -> dict:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -40,20 +40,24 @@ from trainer.run import load_run, train_split  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 
 
+# the night's options; reports written before they were recorded used these
+WARM_DEFAULTS = {"new_share": 0.2, "warm_recent": 5, "warm_epochs": 5, "warm_patience": 1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--users", type=int, default=0, help="only the first this many users (0: all)")
-    parser.add_argument("--new-share", type=float, default=0.2)
+    parser.add_argument("--new-share", type=float, default=WARM_DEFAULTS["new_share"])
     parser.add_argument("--live-run", type=Path,
                         help="use this trained run as the live model (trained on the whole log) and "
                         "make the night's events as bench/retrain_cycle.py records them")
     parser.add_argument("--events", type=int, default=2000, help="with --live-run: events to make")
-    parser.add_argument("--warm-recent", type=int, default=5)
-    parser.add_argument("--warm-epochs", type=int, default=5)
-    parser.add_argument("--warm-patience", type=int, default=1)
+    parser.add_argument("--warm-recent", type=int, default=WARM_DEFAULTS["warm_recent"])
+    parser.add_argument("--warm-epochs", type=int, default=WARM_DEFAULTS["warm_epochs"])
+    parser.add_argument("--warm-patience", type=int, default=WARM_DEFAULTS["warm_patience"])
     parser.add_argument("--settings", type=json.loads,
                         default={"dim": 64, "batch_size": 256, "epochs": 30, "patience": 5},
                         help="TrainConfig fields of the live and the cold model (JSON)")
@@ -91,6 +95,8 @@ def main() -> None:
     report: dict = {"dataset": args.dataset, "users": frame[USER].nunique(), "seed": args.seed,
                     "new_events": int(new.sum()),
                     "base_clicks": len(base), "settings": args.settings, "threads": args.threads,
+                    "new_share": args.new_share, "warm_recent": args.warm_recent,
+                    "warm_epochs": args.warm_epochs, "warm_patience": args.warm_patience,
                     "load_average_before": os.getloadavg(), "kind": "fresh runs"}
     cold_config = TrainConfig(seed=args.seed, threads=args.threads, **args.settings)
     data = leave_one_out(full)
@@ -185,11 +191,15 @@ def read_night(path: Path) -> dict:
 
 def combine(reports: list[dict]) -> dict:
     """Seeds of one comparison: per seed, warm minus cold, and their mean and sample sd."""
-    same = {(r["dataset"], r["users"], json.dumps(r["settings"], sort_keys=True), r["threads"]) for r in reports}
-    if len(same) != 1:
-        found = "; ".join(f"{r.get('file', 'report')}: {r['dataset']}, {r['users']} users, settings "
-                          f"{json.dumps(r['settings'])}, {r['threads']} thread(s)" for r in reports)
-        raise SystemExit(f"--combine needs reports of one dataset, user count, settings and threads; got {found}")
+    def setup(r: dict) -> str:  # what must match; reports before the warm fields hold the defaults
+        return json.dumps({"dataset": r["dataset"], "users": r["users"], "settings": r["settings"],
+                           "threads": r["threads"], "new_events": r.get("new_events"),
+                           **{k: r.get(k, default) for k, default in WARM_DEFAULTS.items()}}, sort_keys=True)
+
+    if len({setup(r) for r in reports}) != 1:
+        found = "; ".join(f"{r.get('file', 'report')}: {setup(r)}" for r in reports)
+        raise SystemExit(f"--combine needs reports of one setup (dataset, users, settings, threads, "
+                         f"events, warm options); got {found}")
     seeds = [r["seed"] for r in reports]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"--combine got a seed twice: {seeds}")

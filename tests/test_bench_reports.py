@@ -105,3 +105,84 @@ def test_stopping_replay_refuses_a_path_without_curves(tmp_path: Path) -> None:
         stopping_replay.curves_from([tmp_path / "typo"])
     with pytest.raises(SystemExit, match="no recorded validation curve"):
         stopping_replay.curves_from([tmp_path])
+
+
+class _FakeRecBoleTrainer:
+    """RecBole 1.2.1's Trainer.fit as far as _train_to_stop sees it: early_stopping counts
+    non-improving epochs (a tie improves), stops once the count exceeds stopping_step, and
+    calls callback_fn after that test."""
+
+    def __init__(self, scores: list[float], stopping_step: int):
+        self.scores, self.stopping_step = scores, stopping_step
+        self.cur_step, self.best_valid_result = 0, None
+
+    def fit(self, train_data, valid_data, saved, show_progress, callback_fn):
+        best = -1.0
+        for epoch, score in enumerate(self.scores):
+            if score >= best:
+                best, self.cur_step = score, 0
+            else:
+                self.cur_step += 1
+            stop = self.cur_step > self.stopping_step
+            callback_fn(epoch, score)
+            if stop:
+                break
+
+    def evaluate(self, test_data, load_best_model):
+        return dict(METRICS)
+
+
+def _recbole_args(**kw):
+    import argparse
+
+    return argparse.Namespace(**{"epochs": 50, "patience": 3, "deadline_s": 0, **kw})
+
+
+def test_recbole_patience_counts_as_ours_and_the_tested_epoch_is_the_last_tied_best() -> None:
+    import recbole_reference
+
+    scores = [0.1, 0.3, 0.2, 0.3, 0.25, 0.2, 0.1, 0.05]  # best 0.3 at epochs 2 and 4 (tie)
+    args = _recbole_args(patience=3)
+    trainer = _FakeRecBoleTrainer(scores, recbole_reference.stopping_step(args.patience))
+    run = recbole_reference._train_to_stop(trainer, None, None, None, args)
+    assert run["epochs"] == 7  # 3 epochs without improvement after epoch 4, as our patience 3
+    assert run["best_epoch"] == 4 and run["ended_by"] == "early stopping" and run["complete"]
+
+
+def test_recbole_run_ended_by_its_epoch_limit_or_deadline_is_incomplete() -> None:
+    import recbole_reference
+
+    rising = [0.1, 0.2, 0.3, 0.4]
+    args = _recbole_args(epochs=4)
+    run = recbole_reference._train_to_stop(_FakeRecBoleTrainer(rising, 2), None, None, None, args)
+    assert run["ended_by"] == "epoch limit" and not run["complete"]
+    args = _recbole_args(deadline_s=1e-9)
+    run = recbole_reference._train_to_stop(_FakeRecBoleTrainer(rising, 2), None, None, None, args)
+    assert run["ended_by"] == "deadline" and run["epochs"] == 1 and not run["complete"]
+    # the deadline passing in the very epoch where early stopping ends the run: early
+    # stopping decided it (the deadline is only noticed after RecBole's own test)
+    args = _recbole_args(patience=1)
+    trainer = _FakeRecBoleTrainer([0.3, 0.2, 0.1], 0)  # patience 1: stops after epoch 2
+    real_fit = trainer.fit
+
+    def fit_with_deadline_at_epoch_2(*a, callback_fn, **kw):
+        def callback(epoch, score):
+            args.deadline_s = 1e-9 if epoch == 1 else 0
+            callback_fn(epoch, score)
+        real_fit(*a, callback_fn=callback, **kw)
+
+    trainer.fit = fit_with_deadline_at_epoch_2
+    run = recbole_reference._train_to_stop(trainer, None, None, None, args)
+    assert run["epochs"] == 2 and run["ended_by"] == "early stopping" and run["complete"]
+
+
+def test_reference_runs_of_other_settings_get_their_own_rows(tmp_path: Path) -> None:
+    _recbole_run(tmp_path, "beauty-sine-seed0.json", seed=0, hit50=0.16, complete=True)
+    other = json.loads((tmp_path / "beauty-sine-seed0.json").read_text())
+    (tmp_path / "beauty-sine-seed1.json").write_text(json.dumps({**other, "seed": 1, "patience": 3}))
+    (tmp_path / "beauty-caser-seed0.json").write_text(json.dumps({**other, "model": "Caser"}))
+    table = accuracy.markdown(_ours(), accuracy.recbole_measured(tmp_path))
+    sine_rows = [line for line in table.splitlines() if "RecBole 1.2.1 sine" in line]
+    assert len(sine_rows) == 2 and all("n=1" in row for row in sine_rows)
+    assert any("patience 3" in row for row in sine_rows) and any("patience 10" in row for row in sine_rows)
+    assert sum("RecBole 1.2.1 caser" in line for line in table.splitlines()) == 1  # shown without ours
