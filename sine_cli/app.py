@@ -118,7 +118,8 @@ def _train_config_parameters() -> list[inspect.Parameter]:
         if choices:
             help_text += f" Choices: {', '.join(choices)}."
         if default is not None:
-            help_text += f" [default: {str(default).lower() if base is bool else default}]"
+            # escaped: rich would read a bare [default: X] as a markup tag and drop it
+            help_text += f" \\[default: {str(default).lower() if base is bool else default}]"
         decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
         option = typer.Option(None, *decls, help=help_text, show_default=False,
                               rich_help_panel="Training options")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 
 from typer.testing import CliRunner
@@ -19,6 +20,10 @@ def test_train_help_documents_every_option():
     for f in fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in result.output, f.name
     assert "--user-col" in result.output and "--config" in result.output
+    # each training option shows its default (rich must not swallow "[default: ...]" as markup)
+    flat = re.sub(r"[\s│]", "", result.output)  # the help wraps inside a box at 80 columns
+    assert f"NDCG@10.[default:{TrainConfig().patience}]" in flat
+    assert f"EmbeddingsizeD.[default:{TrainConfig().dim}]" in flat
 
 
 def test_missing_column_is_one_line_error_with_exit_2(tmp_path):
