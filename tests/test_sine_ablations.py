@@ -321,7 +321,7 @@ def test_inspect_explains_captured_and_labelled_once_for_sine_cate():
     ids, vectors, column, analysis = hand_made_cate()
     source = ConceptSource("bundle hand", "SINE-cate", HAND_PROTOTYPES, vectors, ids, HAND_LABELS, "genre", column)
     text = report(source, analysis, top=3, nearest=1)
-    assert text.count("the model's activation rule") == 1 and "(the category's size)" in text
+    assert text.count("items = captured: the capture rule above") == 1 and "(the category's size)" in text
     assert "captured by a prototype of one of their own labels: 66.7% of the 6 labelled items" in text
     assert "concept 0 [genre=Drama]: 4 items (50.0%), labelled 2, captured and labelled 1, |C| 10.000" in text
     assert "concept 1 [genre=Comedy]: 2 items (25.0%), labelled 4, captured and labelled 2," in text
