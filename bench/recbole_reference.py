@@ -227,6 +227,8 @@ def _train_to_stop(trainer, train_data, valid_data, test_data, args) -> dict:
 
 
 def _commit() -> str:
+    """This checkout's commit, marked -dirty when it has changes. Not trainer.run.git_commit:
+    this script runs in RecBole's own environment, where the project is not installed."""
     try:
         return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()

@@ -53,12 +53,12 @@ def curves_from(paths: list[Path]) -> list[dict[str, Any]]:
     for path in paths:
         if not path.exists():
             raise SystemExit(f"{path}: no such file or directory")
-        before = len(found)
-        found += _curves_at(path.resolve())
-        if not any(c["scores"] for c in found[before:]):
+        curves = [c for c in _curves_at(path.resolve()) if c["scores"]]
+        if not curves:
             raise SystemExit(f"{path}: no recorded validation curve found (expected a run directory with "
                              "metrics.json, a metrics.json, or a JSON-lines file of bench/sine_variants.py)")
-    return [c for c in found if c["scores"]]
+        found += curves
+    return found
 
 
 def _curves_at(path: Path) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from sine.errors import SineError
 from sine.launch import speaks_for_launch
@@ -118,10 +119,10 @@ def _train_config_parameters() -> list[inspect.Parameter]:
         if choices:
             help_text += f" Choices: {', '.join(choices)}."
         if default is not None:
-            # escaped: rich would read a bare [default: X] as a markup tag and drop it
-            help_text += f" \\[default: {str(default).lower() if base is bool else default}]"
+            help_text += f" [default: {str(default).lower() if base is bool else default}]"
         decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
-        option = typer.Option(None, *decls, help=help_text, show_default=False,
+        # plain text: rich would read a bracketed part such as [default: X] as a markup tag and drop it
+        option = typer.Option(None, *decls, help=escape(help_text), show_default=False,
                               rich_help_panel="Training options")
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=option, annotation=Optional[base]))  # noqa: UP045
