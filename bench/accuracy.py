@@ -194,6 +194,7 @@ def markdown(results: dict, measured: dict[tuple[str, str], list[dict]] | None =
              "run (no spread measured). RecBole rows: measured by bench/recbole_reference.py "
              "where the row says so (the date it ran), else "
              f"{RECBOLE_REPORTED_SOURCE}, not measured here.", ""]
+    shown: set[tuple[str, str]] = set()  # (dataset, model) pairs whose references are shown
     for protocol, title in (("test_history_kept", "Test, history kept in the ranking (RecBole's way)"),
                             ("test", "Test, history removed (the paper's protocol)")):
         lines += [f"### {title}", "",
@@ -207,9 +208,9 @@ def markdown(results: dict, measured: dict[tuple[str, str], list[dict]] | None =
                          + " | ".join(cells) + " |")
             if protocol == "test_history_kept" and not runs[0].get("tag"):
                 lines += recbole_rows(dataset, runs[0]["model"], measured, excluded)
-        if protocol == "test_history_kept":  # measured references of models we have not run
-            ours = {(dataset, runs[0]["model"]) for (dataset, _), runs in groups.items()}
-            for dataset, model in sorted(set(measured) - ours):
+                shown.add((dataset, runs[0]["model"]))
+        if protocol == "test_history_kept":  # measured references no untagged run of ours sits above
+            for dataset, model in sorted(set(measured) - shown):
                 lines += recbole_rows(dataset, model, measured, excluded)
         lines.append("")
     lines += ["### Runs not averaged in", ""] + (excluded or ["none"]) + [""]

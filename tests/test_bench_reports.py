@@ -186,3 +186,11 @@ def test_reference_runs_of_other_settings_get_their_own_rows(tmp_path: Path) -> 
     assert len(sine_rows) == 2 and all("n=1" in row for row in sine_rows)
     assert any("patience 3" in row for row in sine_rows) and any("patience 10" in row for row in sine_rows)
     assert sum("RecBole 1.2.1 caser" in line for line in table.splitlines()) == 1  # shown without ours
+
+
+def test_a_reference_is_shown_when_we_ran_that_model_only_as_a_variant(tmp_path: Path) -> None:
+    _recbole_run(tmp_path, "beauty-sine-seed0.json", seed=0, hit50=0.16, complete=True)
+    ours = _ours()
+    ours["runs"]["beauty/sine/seed0"]["tag"] = "dropout0.2"
+    table = accuracy.markdown(ours, accuracy.recbole_measured(tmp_path))
+    assert sum("RecBole 1.2.1 sine (measured" in line for line in table.splitlines()) == 1
