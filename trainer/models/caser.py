@@ -17,9 +17,10 @@ embedding size, n_h horizontal filters per height, n_v vertical filters.
 * eq. (8)  y = W' [z; P_u] + b'                                   scores of all items
 
 phi_c and phi_a are ReLU and the convolutions carry biases, as in the authors' released
-code and RecBole 1.2.1's Caser, whose defaults we take: n_h = 16, n_v = 4, dropout 0.4
-on [o; tilde{o}], L = n (the harness's `max_len`, 20), and W' tied to the input item
-table (`tied_embeddings`; False gives the paper's separate output table).
+code and RecBole 1.2.1's Caser. n_h = 16 and n_v = 4 are the authors' defaults (RecBole's
+n_h is 8), dropout 0.4 on [o; tilde{o}] is RecBole's (the authors' 0.5), L = n (the
+harness's `max_len`, 20), and W' is tied to the input item table (`tied_embeddings`;
+False gives the paper's separate output table).
 
 Deviations, and why:
 
