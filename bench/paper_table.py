@@ -262,7 +262,8 @@ def figure(summary: dict[str, Any], path: Path) -> None:
             ax.set_xticks(x, [m.upper() for m in METRICS], fontsize=8)
             ax.set_title(f"{dataset}: test, {title}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
-            ax.legend(fontsize=6, loc="upper left")
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.45)  # headroom: the legend must not hide bars
+            ax.legend(fontsize=6, loc="upper left", ncol=2)
     fig.suptitle("bench/paper_table.py: mean ± sd over complete seeds (hatched: n=1);\n"
                  "capped runs are not drawn", fontsize=9)
     fig.tight_layout()
