@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/paper_table.py --datasets ml-100k \\
         --models pop gru4rec caser sasrec sine mind mcprn --seeds 0 1 2 --jobs 2 --threads 1
+    .venv/bin/python bench/paper_table.py --datasets beauty --models mcprn --seeds 1 \\
+        --device cuda --jobs 8                     # add runs to the committed table
     .venv/bin/python bench/paper_table.py --summary-only      # redraw md + png from the JSONL
 
 Rows are models, columns datasets x {HR@20, HR@50, NDCG@20, NDCG@50}, as in Tan et al.
@@ -13,8 +15,13 @@ single seed says "n=1" and shows no spread.
 Every (dataset, model, seed) is one training run in its own process (the machinery of
 bench/sine_variants.py: `--jobs` at a time, `--threads` torch threads each). Settings are
 bench/accuracy.py's: D = 64, n = 20, full softmax over all items (fp32 products), batch
-256, Adam 1e-3, early stopping on validation NDCG@10 (`--patience`, at most `--epochs`);
-SINE with K = 4, L = 500. `--set KEY=VALUE` changes a setting for every run.
+256, Adam 1e-3, early stopping on validation NDCG@10 (`--patience`, default 3, at most
+`--epochs`, default 30: the committed table's, chosen so that 2 CPU cores could fill a
+dataset; bench/accuracy.py trains to patience 10); SINE with K = 4, L = 500. `--set
+KEY=VALUE` changes a setting for every run. A second invocation resumes the same file and
+refuses to, naming the difference, when a run it would skip was trained with other
+settings (where it ran, `--device` and `--threads`, may differ): another protocol needs
+another `--out`.
 
 A model is any name `sine train --model` accepts, or NAME:key=value,... for a variant
 (`sine-k8:model=sine,interests=8`; `model=` may be left out when NAME is registered).
@@ -67,6 +74,7 @@ from sine_variants import (  # noqa: E402
     FINISHED,
     PROTOCOLS,
     Job,
+    check_resume,
     read_jsonl,
     run_grid,
 )
@@ -292,8 +300,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["pop", "sasrec", "sine"],
                         help="registered model names, or NAME:key=value,...")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=100, help="most epochs per run")
-    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="most epochs per run (the committed table's)")
+    parser.add_argument("--patience", type=int, default=3,
+                        help="early-stopping patience (the committed table's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra TrainConfig settings for every run")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (processes)")
@@ -334,11 +344,12 @@ def main() -> None:
         if not path.is_file():
             raise SystemExit(f"{path}: dataset not found (--data names the folder)")
         paths[name] = path
-    done = {k for k, r in latest_runs(read_jsonl(args.out)).items() if r.get("complete")}
+    done = {k: r for k, r in latest_runs(read_jsonl(args.out)).items() if r.get("complete")}
     # seed-major: a grid cut short by the deadline has every model on every dataset
     jobs = [Job(dataset, path, name, seed, settings)
             for seed in args.seeds for dataset, path in paths.items()
             for name, settings in models]
+    check_resume(done, jobs, base, args.out)
     todo = [job for job in jobs if job.key not in done]
     log.info("%d runs (%d complete already in %s), %d at a time, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.threads)

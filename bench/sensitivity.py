@@ -38,6 +38,7 @@ from bench.sine_variants import (  # noqa: E402  (one runner for every grid)
     DEFAULT_DATA,
     FINISHED,
     Job,
+    check_resume,
     mean_spread,
     read_jsonl,
     run_grid,
@@ -282,7 +283,7 @@ def main() -> None:
     grid = variants(args.table6, args.data)
     if args.only:
         grid = {name: grid[name] for name in args.only}
-    done = {r["key"] for r in read_jsonl(args.out) if r.get("status") == FINISHED}
+    done = {r["key"]: r for r in read_jsonl(args.out) if r.get("status") == FINISHED}
     jobs = []
     for seed in args.seeds:  # seed-major: a grid cut short has every variant at least once
         for dataset in args.datasets:
@@ -293,6 +294,7 @@ def main() -> None:
                 if name.startswith("sine-") and dataset != "ml-100k":
                     continue  # only ml-100k has category attributes; the ablation pairs them
                 jobs.append(Job(dataset, path, name, seed, settings))
+    check_resume(done, jobs, base, args.out)
     todo = [job for job in jobs if job.key not in done]
     log.info("%d runs (%d finished already in %s), %d at a time, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.threads)

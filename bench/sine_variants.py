@@ -157,6 +157,34 @@ def worker(job: Job, base: dict[str, Any], result_file: Path, log_file: Path) ->
     os.replace(tmp_file, result_file)
 
 
+RESUME_IGNORES = ("device", "threads")
+"""Settings a resumed grid may change: where and on how many threads a run ran, not what it was."""
+
+
+def check_resume(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict[str, Any],
+                 out: Path) -> None:
+    """Refuse to resume a grid whose recorded runs were trained with other settings.
+
+    A second invocation skips the keys already done (`skipped`: key -> its record). Were
+    its settings different (another patience, say), the file would end up averaging two
+    protocols under one heading without a word; so the first difference is an error that
+    says what the file holds and what the command asked for.
+    """
+    for job in jobs:
+        record = skipped.get(job.key)
+        if record is None or "settings" not in record:
+            continue
+        have, wanted = record["settings"], {**base, **job.settings}
+        differ = sorted(k for k in set(have) | set(wanted)
+                        if k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
+        if differ:
+            raise SystemExit(
+                f"{out} already holds {job.key}, trained with "
+                + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
+                + "; this command asks for " + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
+                + ". Give the recorded settings to extend that file, or --out for a new one.")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -422,11 +450,12 @@ def main() -> None:
         if not path.is_file():
             raise SystemExit(f"{path}: dataset not found (--data names the folder)")
         paths[path.name.split(".")[0]] = path
-    done = {r["key"] for r in read_jsonl(args.out) if r.get("status") == FINISHED}
+    done = {r["key"]: r for r in read_jsonl(args.out) if r.get("status") == FINISHED}
     # seed-major order: a grid cut short by the deadline has every variant on every dataset
     jobs = [Job(dataset, path, name, seed, settings)
             for seed in args.seeds for dataset, path in paths.items()
             for name, settings in variants]
+    check_resume(done, jobs, base, args.out)
     todo = [job for job in jobs if job.key not in done]
     log.info("%d runs (%d finished already in %s), %d at a time on %s, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.device, args.threads)

@@ -194,3 +194,35 @@ def test_a_reference_is_shown_when_we_ran_that_model_only_as_a_variant(tmp_path:
     ours["runs"]["beauty/sine/seed0"]["tag"] = "dropout0.2"
     table = accuracy.markdown(ours, accuracy.recbole_measured(tmp_path))
     assert sum("RecBole 1.2.1 sine (measured" in line for line in table.splitlines()) == 1
+
+
+def _grid_record(key: str, settings: dict) -> str:
+    dataset, model, seed = key.split("/")
+    figures = {"hr@20": 0.3, "hr@50": 0.5, "ndcg@20": 0.13, "ndcg@50": 0.17}
+    return json.dumps({"schema": 1, "key": key, "dataset": dataset, "model": model,
+                       "seed": int(seed.removeprefix("seed")), "settings": settings,
+                       "status": "finished", "complete": True, "epochs": 9, "best_epoch": 6,
+                       "wall_seconds": 60.0, "test": figures, "test_history_kept": figures})
+
+
+def test_a_grid_refuses_to_resume_a_file_of_other_settings(tmp_path: Path, monkeypatch,
+                                                            capsys) -> None:
+    """paper_table (issue 13) skips the runs its file holds: resumed with another patience it
+    would have averaged two protocols under one heading; it must stop and say so."""
+    import paper_table
+
+    (tmp_path / "tiny.csv.gz").write_bytes(b"")  # only checked for existence before the refusal
+    out = tmp_path / "table.jsonl"
+    recorded = dict(paper_table.BASE, device="cuda", threads=8, epochs=30, patience=3, model="sine")
+    out.write_text(_grid_record("tiny/sine/seed0", recorded) + "\n")
+    argv = ["paper_table.py", "--data", str(tmp_path), "--datasets", "tiny", "--models", "sine",
+            "--seeds", "0", "--out", str(out), "--logs", str(tmp_path / "logs")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--patience", "10"])
+    with pytest.raises(SystemExit) as refused:
+        paper_table.main()
+    message = str(refused.value)
+    assert "tiny/sine/seed0" in message and "patience=3" in message and "patience=10" in message
+    # the same settings on another device and thread count: nothing to run, no refusal
+    monkeypatch.setattr(sys, "argv", [*argv, "--device", "cpu", "--threads", "1"])
+    paper_table.main()
+    assert "1 of 1 recorded runs complete" in capsys.readouterr().out
