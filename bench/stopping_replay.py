@@ -188,10 +188,11 @@ def markdown(report: dict[str, Any], curves: list[dict[str, Any]]) -> str:
         ratio = f"{r['epochs'] / r['baseline_epochs']:.2f}" if r["baseline_epochs"] else ""
         lines.append(f"| {label} | {r['paired']} | {r['epochs']} | {r['baseline_epochs']} | {ratio} "
                      f"| {len(r['changed'])} | {r['max_relative_loss']:.2%} | {r['mean_relative_loss']:.2%} |")
+    gone = "" if not any(c["name"].startswith("/tmp/") for c in curves) else (
+        " Run folders under /tmp were not kept, but every curve is in the JSON beside this "
+        "file, which `--previous` replays.")
     lines += ["", "Per curve: epochs run / epoch kept (censored: the rule would train past the record). "
-              "\"Recorded in\" names the run folder or results line the curve was read from; run "
-              "folders under /tmp were not kept, but every curve is in the JSON beside this file, "
-              "which `--previous` replays.", "",
+              "\"Recorded in\" names the run folder or results line the curve was read from." + gone, "",
               "| curve | recorded in | valid NDCG@10 by epoch | " + " | ".join(report["rules"]) + " |",
               "| --- | --- | --- |" + " ---: |" * len(report["rules"])]
     for c in curves:
