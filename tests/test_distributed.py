@@ -83,8 +83,17 @@ def test_two_processes_train_the_model_one_process_trains(two_process_run, ddp_l
     assert metrics["dataset"]["train_examples"] % SMALL["batch_size"] == 11  # as planned
     one = load_run(single).encoder.state_dict()
     two = load_run(out).encoder.state_dict()
+    # Adam divides each coordinate's step by its gradient's running size, so where a gradient
+    # is near zero a rounding-level difference between the two sums can become a step of up
+    # to lr: a few coordinates may differ by that much (wk1: 3.3e-4 on one machine with
+    # AMX), while 99 % of every tensor agrees to rounding (at most 8.5e-6 measured). Weighting
+    # the ranks' shares of the last, unequal batch wrongly moves the 99th percentile of
+    # every tensor to 8.7e-5 .. 3.4e-3.
+    lr = TrainConfig(**SMALL).lr
     for name, tensor in one.items():
-        assert torch.allclose(two[name], tensor, atol=3e-4, rtol=0), name
+        diff = (two[name] - tensor).abs().flatten().double()
+        assert float(diff.quantile(0.99)) <= 3e-5, name
+        assert float(diff.max()) <= 2 * lr, name
     # ... and training did move them: the check would not pass for an untrained copy
     torch.manual_seed(SMALL["seed"])  # as train_run seeds before building the model
     start = build_encoder("sine", load_run(single).info["architecture"]).state_dict()
