@@ -86,6 +86,10 @@ class Job:
     def key(self) -> str:
         return f"{self.dataset}/{self.variant}/seed{self.seed}"
 
+    def run_settings(self, base: dict[str, Any]) -> dict[str, Any]:
+        """The settings this run trains with and records: the grid's, then the variant's."""
+        return {**base, **self.settings}
+
 
 @dataclass
 class Running:
@@ -128,12 +132,12 @@ def worker(job: Job, base: dict[str, Any], result_file: Path, log_file: Path) ->
     sys.stderr = open(log_file, "a", buffering=1)  # noqa: SIM115 (tqdm, warnings)
     started = time.perf_counter()
     record: dict[str, Any] = {"key": job.key, "dataset": job.dataset, "variant": job.variant,
-                              "seed": job.seed, "settings": {**base, **job.settings}}
+                              "seed": job.seed, "settings": job.run_settings(base)}
     try:
         from trainer.config import TrainConfig
         from trainer.run import load_data, train_split
 
-        config = TrainConfig(**{**base, **job.settings, "seed": job.seed})
+        config = TrainConfig(**{**job.run_settings(base), "seed": job.seed})
         data = load_data(job.path, config)
         with tempfile.TemporaryDirectory(prefix="sine-variant-") as tmp:
             metrics = train_split(data, {"path": str(job.path)}, Path(tmp) / "run", config)
@@ -174,7 +178,7 @@ def check_resume(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict
         record = skipped.get(job.key)
         if record is None or "settings" not in record:
             continue
-        have, wanted = record["settings"], {**base, **job.settings}
+        have, wanted = record["settings"], job.run_settings(base)
         differ = sorted(k for k in set(have) | set(wanted)
                         if k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
         if differ:
@@ -253,7 +257,7 @@ def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any],
             if stopping:
                 for job in pending:
                     write({"key": job.key, "dataset": job.dataset, "variant": job.variant,
-                           "seed": job.seed, "settings": {**base, **job.settings},
+                           "seed": job.seed, "settings": job.run_settings(base),
                            "status": "not_started"})
                     bar.update(1)
                 pending = []
