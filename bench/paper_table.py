@@ -74,7 +74,7 @@ from sine_variants import (  # noqa: E402
     FINISHED,
     PROTOCOLS,
     Job,
-    check_resume,
+    jobs_to_run,
     read_jsonl,
     run_grid,
 )
@@ -349,8 +349,7 @@ def main() -> None:
     jobs = [Job(dataset, path, name, seed, settings)
             for seed in args.seeds for dataset, path in paths.items()
             for name, settings in models]
-    check_resume(done, jobs, base, args.out)
-    todo = [job for job in jobs if job.key not in done]
+    todo = jobs_to_run(done, jobs, base, args.out)
     log.info("%d runs (%d complete already in %s), %d at a time, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.threads)
 

@@ -38,7 +38,7 @@ from bench.sine_variants import (  # noqa: E402  (one runner for every grid)
     DEFAULT_DATA,
     FINISHED,
     Job,
-    check_resume,
+    jobs_to_run,
     mean_spread,
     read_jsonl,
     run_grid,
@@ -302,8 +302,7 @@ def main() -> None:
                 if name.startswith("sine-") and dataset != "ml-100k":
                     continue  # only ml-100k has category attributes; the ablation pairs them
                 jobs.append(Job(dataset, path, name, seed, settings))
-    check_resume(done, jobs, base, args.out)
-    todo = [job for job in jobs if job.key not in done]
+    todo = jobs_to_run(done, jobs, base, args.out)
     log.info("%d runs (%d finished already in %s), %d at a time, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.threads)
     run_grid(todo, args, base)

@@ -165,9 +165,9 @@ RESUME_IGNORES = ("device", "threads")
 """Settings a resumed grid may change: where and on how many threads a run ran, not what it was."""
 
 
-def check_resume(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict[str, Any],
-                 out: Path) -> None:
-    """Refuse to resume a grid whose recorded runs were trained with other settings.
+def jobs_to_run(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict[str, Any],
+                out: Path) -> list[Job]:
+    """The jobs a resumed grid still has to run; refuses a file trained with other settings.
 
     A second invocation skips the keys already done (`skipped`: key -> its record). Were
     its settings different (another patience, say), the file would end up averaging two
@@ -187,6 +187,7 @@ def check_resume(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict
                 + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
                 + "; this command asks for " + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
                 + ". Give the recorded settings to extend that file, or --out for a new one.")
+    return [job for job in jobs if job.key not in skipped]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -459,8 +460,7 @@ def main() -> None:
     jobs = [Job(dataset, path, name, seed, settings)
             for seed in args.seeds for dataset, path in paths.items()
             for name, settings in variants]
-    check_resume(done, jobs, base, args.out)
-    todo = [job for job in jobs if job.key not in done]
+    todo = jobs_to_run(done, jobs, base, args.out)
     log.info("%d runs (%d finished already in %s), %d at a time on %s, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.device, args.threads)
     run_grid(todo, args, base)
