@@ -52,6 +52,8 @@ latest line is complete and reruns the others):
     device, torch, commit, history (per-epoch validation), error (failed runs only)
     finished_at        UTC time the line was written (ISO 8601)
     load_average       the machine's 1-minute load average then
+    cpu                the host's processor model (/proc/cpuinfo): run times are only
+                       comparable on the same one
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ import argparse
 import json
 import logging
 import os
+import platform
 import statistics
 import sys
 import time
@@ -129,7 +132,27 @@ def decorate(record: dict[str, Any], epochs: int, patience: int) -> dict[str, An
     record["capped"] = not record["complete"] and record.get("status") != "failed"
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     record["load_average"] = round(os.getloadavg()[0], 2)
+    record["cpu"] = cpu_model()
     return record
+
+
+def cpu_model() -> str:
+    """The processor's model name: a shared 2-core VM ran the same job 3x faster on one host
+    than another at the same load average, so times are grouped by it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine(record: dict[str, Any]) -> str:
+    """Where a run's time was measured: its processor, and the accelerator when not the CPU."""
+    where = record.get("cpu", "not recorded")
+    device = record.get("device", "cpu")
+    return where if device == "cpu" else f"{device} (host {where})"
 
 
 def latest_runs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -172,11 +195,26 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                         "sd": statistics.stdev(values) if len(values) > 1 else None}
             cell["epochs"] = statistics.mean(r["epochs"] for r in done)
             cell["best_epoch"] = statistics.mean(r["best_epoch"] for r in done)
-            cell["wall_seconds"] = statistics.mean(r.get("wall_seconds", 0) for r in done)
+            cell["timing"] = timing(done)
             cells.setdefault(dataset, {})[model] = cell
     return {"datasets": datasets, "models": models, "cells": cells,
             "excluded": sorted(excluded, key=lambda e: e["key"]),
             "runs": len(latest), "complete": sum(bool(r.get("complete")) for r in latest.values())}
+
+
+def timing(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run time per machine: a mean over runs from two hosts would describe neither."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in done:
+        groups.setdefault(machine(record), []).append(record)
+    rows = []
+    for where, runs in sorted(groups.items()):
+        loads = [r["load_average"] for r in runs if r.get("load_average") is not None]
+        rows.append({"machine": where, "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
+                     "epochs": statistics.mean(r["epochs"] for r in runs),
+                     "wall_seconds": statistics.mean(r.get("wall_seconds", 0) for r in runs),
+                     "load_average": [min(loads), max(loads)] if loads else None})
+    return rows
 
 
 def fmt(value: dict[str, Any] | None) -> str:
@@ -185,6 +223,14 @@ def fmt(value: dict[str, Any] | None) -> str:
     if value["sd"] is None:
         return f"{value['mean']:.4f}"
     return f"{value['mean']:.4f} ± {value['sd']:.4f}"
+
+
+def load_band(band: list[float] | None) -> str:
+    """'2.0' when every run ended under the same load, '2.0-22.2' otherwise, '-' if unrecorded."""
+    if not band:
+        return "-"
+    low, high = band
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -211,15 +257,26 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     lines += ["### Epochs and time (complete runs)", "",
-              "| dataset | model | n | seeds | epochs (best) | seconds per run |",
-              "| --- | --- | ---: | --- | ---: | ---: |"]
+              "Epochs over all complete seeds; seconds (wall-clock per run) per machine the "
+              "runs were timed on, with the 1-minute load average as they ended (lowest-highest"
+              "). Compare times on the same machine only: one job ran 3x faster on one 2-core "
+              "host than on another at the same load. Runs from before the processor was "
+              "recorded say \"not recorded\".", "",
+              "| dataset | model | n | seeds | epochs (best) | machine | runs | seconds per run "
+              "| load |",
+              "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |"]
     for dataset in datasets:
         for model in models:
             cell = summary["cells"].get(dataset, {}).get(model)
-            if cell:
-                lines.append(f"| {dataset} | {model} | {cell['n']} | "
-                             f"{','.join(map(str, cell['seeds']))} | {cell['epochs']:.0f} "
-                             f"({cell['best_epoch']:.0f}) | {cell['wall_seconds']:.0f} |")
+            if not cell:
+                continue
+            lead = (f"| {dataset} | {model} | {cell['n']} | {','.join(map(str, cell['seeds']))}"
+                    f" | {cell['epochs']:.0f} ({cell['best_epoch']:.0f}) |")
+            for row in cell["timing"]:
+                lines.append(f"{lead} {row['machine']} | {row['n']} (seeds "
+                             f"{','.join(map(str, row['seeds']))}) | {row['wall_seconds']:.0f} | "
+                             f"{load_band(row['load_average'])} |")
+                lead = "| | | | | |"
     lines += ["", "### Runs not averaged in", "",
               "Their figures (best epoch before the stop) are shown for what they are: runs that "
               "early stopping had not ended, so not comparable with the complete ones above.", ""]

@@ -226,3 +226,22 @@ def test_a_grid_refuses_to_resume_a_file_of_other_settings(tmp_path: Path, monke
     monkeypatch.setattr(sys, "argv", [*argv, "--device", "cpu", "--threads", "1"])
     paper_table.main()
     assert "1 of 1 recorded runs complete" in capsys.readouterr().out
+
+
+def test_the_paper_table_times_runs_per_machine() -> None:
+    """The same job ran 3x faster on one 2-core host than on another at the same load: a
+    mean over both would describe neither. The time table gives one row per processor (runs
+    from before it was recorded apart), each with its seeds and the load range."""
+    import paper_table
+
+    settings = dict(paper_table.BASE, epochs=30, patience=3, model="sine")
+    runs = [json.loads(_grid_record(f"tiny/sine/seed{seed}", settings)) for seed in (0, 1, 2)]
+    runs[0].update(wall_seconds=1600.0, load_average=2.9)  # from before "cpu" was recorded
+    runs[1].update(wall_seconds=500.0, load_average=2.01, cpu="AMD EPYC")
+    runs[2].update(wall_seconds=540.0, load_average=2.24, cpu="AMD EPYC")
+    table = paper_table.markdown(paper_table.summarise(runs))
+    start = table.splitlines().index("| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |")
+    rows = table.splitlines()[start + 1:start + 3]
+    assert rows == ["| tiny | sine | 3 | 0,1,2 | 9 (6) | AMD EPYC | 2 (seeds 1,2) | 520 | 2.0-2.2 |",
+                    "| | | | | | not recorded | 1 (seeds 0) | 1600 | 2.9 |"]
+    assert paper_table.machine({"cpu": "AMD EPYC", "device": "cuda"}) == "cuda (host AMD EPYC)"
