@@ -262,9 +262,9 @@ def markdown(summary: dict[str, Any]) -> str:
               "). Compare times on the same machine only: one job ran 3x faster on one 2-core "
               "host than on another at the same load. Runs from before the processor was "
               "recorded say \"not recorded\".", "",
-              "| dataset | model | n | seeds | epochs (best) | machine | runs | seconds per run "
-              "| load |",
-              "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |"]
+              "| dataset | model | n | seeds | epochs (best) | machine | seeds timed there | "
+              "seconds per run | load |",
+              "| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: |"]
     for dataset in datasets:
         for model in models:
             cell = summary["cells"].get(dataset, {}).get(model)
@@ -273,9 +273,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lead = (f"| {dataset} | {model} | {cell['n']} | {','.join(map(str, cell['seeds']))}"
                     f" | {cell['epochs']:.0f} ({cell['best_epoch']:.0f}) |")
             for row in cell["timing"]:
-                lines.append(f"{lead} {row['machine']} | {row['n']} (seeds "
-                             f"{','.join(map(str, row['seeds']))}) | {row['wall_seconds']:.0f} | "
-                             f"{load_band(row['load_average'])} |")
+                lines.append(f"{lead} {row['machine']} | {','.join(map(str, row['seeds']))} | "
+                             f"{row['wall_seconds']:.0f} | {load_band(row['load_average'])} |")
                 lead = "| | | | | |"
     lines += ["", "### Runs not averaged in", "",
               "Their figures (best epoch before the stop) are shown for what they are: runs that "
