@@ -138,7 +138,7 @@ def decorate(record: dict[str, Any], epochs: int, patience: int) -> dict[str, An
 
 def cpu_model() -> str:
     """The processor's model name: a shared 2-core VM ran the same job 3x faster on one host
-    than another at the same load average, so times are grouped by it."""
+    than another at a similar load average, so times are grouped by it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -260,7 +260,7 @@ def markdown(summary: dict[str, Any]) -> str:
               "Epochs over all complete seeds; seconds (wall-clock per run) per machine the "
               "runs were timed on, with the 1-minute load average as they ended (lowest-highest"
               "). Compare times on the same machine only: one job ran 3x faster on one 2-core "
-              "host than on another at the same load. Runs from before the processor was "
+              "host than on another at a similar load. Runs from before the processor was "
               "recorded say \"not recorded\".", "",
               "| dataset | model | n | seeds | epochs (best) | machine | seeds timed there | "
               "seconds per run | load |",

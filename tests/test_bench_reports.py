@@ -229,7 +229,7 @@ def test_a_grid_refuses_to_resume_a_file_of_other_settings(tmp_path: Path, monke
 
 
 def test_the_paper_table_times_runs_per_machine() -> None:
-    """The same job ran 3x faster on one 2-core host than on another at the same load: a
+    """The same job ran 3x faster on one 2-core host than on another at a similar load: a
     mean over both would describe neither. The time table gives one row per processor (runs
     from before it was recorded apart), each with its seeds and the load range."""
     import paper_table
