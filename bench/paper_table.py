@@ -210,8 +210,7 @@ def timing(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for where, runs in sorted(groups.items()):
         loads = [r["load_average"] for r in runs if r.get("load_average") is not None]
-        rows.append({"machine": where, "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
-                     "epochs": statistics.mean(r["epochs"] for r in runs),
+        rows.append({"machine": where, "seeds": sorted(r["seed"] for r in runs),
                      "wall_seconds": statistics.mean(r.get("wall_seconds", 0) for r in runs),
                      "load_average": [min(loads), max(loads)] if loads else None})
     return rows
