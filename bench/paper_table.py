@@ -54,6 +54,9 @@ latest line is complete and reruns the others):
     load_average       the machine's 1-minute load average then
     cpu                the host's processor model (/proc/cpuinfo): run times are only
                        comparable on the same one
+    boot               the first 8 characters of the kernel's boot id (Linux; absent
+                       elsewhere): two VMs labelled "AMD EPYC" ran the same job 1.7x
+                       apart, so a processor name alone does not identify a machine
 """
 
 from __future__ import annotations
@@ -133,7 +136,18 @@ def decorate(record: dict[str, Any], epochs: int, patience: int) -> dict[str, An
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     record["load_average"] = round(os.getloadavg()[0], 2)
     record["cpu"] = cpu_model()
+    if boot := boot_id():
+        record["boot"] = boot
     return record
+
+
+def boot_id() -> str | None:
+    """The running kernel's boot id, shortened: it names one machine instance (one VM, one
+    boot), which the processor label does not. None where the kernel does not expose it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8] or None
+    except OSError:
+        return None
 
 
 def cpu_model() -> str:
@@ -149,8 +163,11 @@ def cpu_model() -> str:
 
 
 def machine(record: dict[str, Any]) -> str:
-    """Where a run's time was measured: its processor, and the accelerator when not the CPU."""
+    """Where a run's time was measured: its processor and boot, and the accelerator when not
+    the CPU."""
     where = record.get("cpu", "not recorded")
+    if "boot" in record:
+        where = f"{where}, boot {record['boot']}"
     device = record.get("device", "cpu")
     return where if device == "cpu" else f"{device} (host {where})"
 
@@ -258,9 +275,11 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["### Epochs and time (complete runs)", "",
               "Epochs over all complete seeds; seconds (wall-clock per run) per machine the "
               "runs were timed on, with the 1-minute load average as they ended (lowest-highest"
-              "). Compare times on the same machine only: one job ran 3x faster on one 2-core "
-              "host than on another at a similar load. Runs from before the processor was "
-              "recorded say \"not recorded\".", "",
+              "). A machine is a processor and, where recorded, the boot it ran in (one VM "
+              "instance): compare times on the same machine only. One job ran 3x faster on one "
+              "2-core host than on another at a similar load, and 1.7x apart on two VMs with the "
+              "same processor label. Runs from before the processor was recorded say \"not "
+              "recorded\".", "",
               "| dataset | model | n | seeds | epochs (best) | machine | seeds timed there | "
               "seconds per run | load |",
               "| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: |"]

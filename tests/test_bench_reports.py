@@ -229,19 +229,24 @@ def test_a_grid_refuses_to_resume_a_file_of_other_settings(tmp_path: Path, monke
 
 
 def test_the_paper_table_times_runs_per_machine() -> None:
-    """The same job ran 3x faster on one 2-core host than on another at a similar load: a
-    mean over both would describe neither. The time table gives one row per processor (runs
-    from before it was recorded apart), each with its seeds and the load range."""
+    """The same job ran 3x faster on one 2-core host than on another at a similar load, and
+    1.7x apart on two VMs with the same processor label: a mean over both would describe
+    neither. The time table gives one row per processor and boot (runs from before either was
+    recorded apart), each with its seeds and the load range."""
     import paper_table
 
     settings = dict(paper_table.BASE, epochs=30, patience=3, model="sine")
-    runs = [json.loads(_grid_record(f"tiny/sine/seed{seed}", settings)) for seed in (0, 1, 2)]
+    runs = [json.loads(_grid_record(f"tiny/sine/seed{seed}", settings)) for seed in range(4)]
     runs[0].update(wall_seconds=1600.0, load_average=2.9)  # from before "cpu" was recorded
     runs[1].update(wall_seconds=500.0, load_average=2.01, cpu="AMD EPYC")
     runs[2].update(wall_seconds=540.0, load_average=2.24, cpu="AMD EPYC")
+    runs[3].update(wall_seconds=830.0, load_average=2.05, cpu="AMD EPYC", boot="3d1219c7")
     table = paper_table.markdown(paper_table.summarise(runs))
     start = table.splitlines().index("| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: |")
-    rows = table.splitlines()[start + 1:start + 3]
-    assert rows == ["| tiny | sine | 3 | 0,1,2 | 9 (6) | AMD EPYC | 1,2 | 520 | 2.0-2.2 |",
+    rows = table.splitlines()[start + 1:start + 4]
+    assert rows == ["| tiny | sine | 4 | 0,1,2,3 | 9 (6) | AMD EPYC | 1,2 | 520 | 2.0-2.2 |",
+                    "| | | | | | AMD EPYC, boot 3d1219c7 | 3 | 830 | 2.0 |",
                     "| | | | | | not recorded | 0 | 1600 | 2.9 |"]
+    record = paper_table.decorate({"status": "finished", "epochs": 3, "best_epoch": 1}, 30, 3)
+    assert record.get("boot") == paper_table.boot_id()
     assert paper_table.machine({"cpu": "AMD EPYC", "device": "cuda"}) == "cuda (host AMD EPYC)"
