@@ -152,7 +152,7 @@ def boot_id() -> str | None:
 
 def cpu_model() -> str:
     """The processor's model name: a shared 2-core VM ran the same job 3x faster on one host
-    than another at a similar load average, so times are grouped by it."""
+    than another at a similar load average, so times are grouped by it (and by boot_id)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
