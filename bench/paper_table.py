@@ -55,8 +55,8 @@ latest line is complete and reruns the others):
     cpu                the host's processor model (/proc/cpuinfo): run times are only
                        comparable on the same one
     boot               the first 8 characters of the kernel's boot id (Linux; absent
-                       elsewhere): two VMs labelled "AMD EPYC" ran the same job 1.7x
-                       apart, so a processor name alone does not identify a machine
+                       elsewhere): two VMs labelled "AMD EPYC" ran the same job
+                       1.7-1.8x apart, so a processor name alone does not identify a machine
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def markdown(summary: dict[str, Any]) -> str:
               "runs were timed on, with the 1-minute load average as they ended (lowest-highest"
               "). A machine is a processor and, where recorded, the boot it ran in (one VM "
               "instance): compare times on the same machine only. One job ran 3x faster on one "
-              "2-core host than on another at a similar load, and 1.7x apart on two VMs with the "
+              "2-core host than on another at a similar load, and 1.7-1.8x apart on two VMs with the "
               "same processor label. Runs from before the processor was recorded say \"not "
               "recorded\".", "",
               "| dataset | model | n | seeds | epochs (best) | machine | seeds timed there | "
