@@ -55,8 +55,7 @@ latest line is complete and reruns the others):
     cpu                the host's processor model (/proc/cpuinfo): run times are only
                        comparable on the same one
     boot               the first 8 characters of the kernel's boot id (Linux; absent
-                       elsewhere): two VMs labelled "AMD EPYC" ran the same job
-                       1.7-1.8x apart, so a processor name alone does not identify a machine
+                       elsewhere): with cpu, the machine a run's time belongs to
 """
 
 from __future__ import annotations
@@ -151,8 +150,8 @@ def boot_id() -> str | None:
 
 
 def cpu_model() -> str:
-    """The processor's model name: a shared 2-core VM ran the same job 3x faster on one host
-    than another at a similar load average, so times are grouped by it (and by boot_id)."""
+    """The processor's model name: with boot_id, what the time table groups run times by
+    (its header gives the measured spreads between hosts that made this necessary)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
