@@ -348,6 +348,7 @@ def test_older_bundles_serve_aggregate_and_refuse_what_they_cannot_answer(legacy
             status, body = post(client, {"clicks": clicks, "explain": True})
             assert status == 422 and "explain needs the encoder outputs" in body["error"]
             assert "intention_assignment" in body["error"] and "sine export" in body["error"], body
+            assert "(SINE, MIND or MCPRN)" in body["error"], body  # every model that has them
             status, body = post(client, {"requests": [{"clicks": clicks},
                                                       {"clicks": clicks, "retrieval": "interests"}]},
                                 "/recommend/batch")

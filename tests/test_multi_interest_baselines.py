@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sine.bundle import CONCEPT_IDS, ENCODER_OUTPUT, INTEREST_OUTPUTS, read_bundle
+from sine.errors import SineError
 from tests.test_service import client_for, sample_sequences
 from trainer.config import TrainConfig
 from trainer.export import export_onnx, onnx_session, output_names, torch_outputs
@@ -342,3 +343,12 @@ def test_served_interests_are_the_models(runs, name):
         for item in body["items"]:
             best = (items[bundle.items.index(item["item_id"])] @ vectors.T).max()
             assert item["score"] == pytest.approx(float(best), abs=1e-4)
+
+
+def test_only_sine_bounds_its_interests_by_the_concept_pool():
+    """K <= L is SINE's constraint (K of its L concepts are activated, eq. 2); MIND's K
+    capsules and MCPRN's K channels have no concept pool, so --prototypes does not bound them."""
+    for name in MODELS:
+        assert TrainConfig(model=name, interests=8, prototypes=4).interests == 8
+    with pytest.raises(SineError, match=r"--interests \(K=8\) cannot exceed --prototypes \(L=4\)"):
+        TrainConfig(model="sine", interests=8, prototypes=4)

@@ -86,7 +86,7 @@ class TrainConfig:
     caser_vertical: int = _f(4, "Caser: vertical filters (n_v).")
     dropout: float | None = _f(
         None, "Dropout on embeddings (SASRec: and block outputs; Caser: on the convolution "
-        "outputs instead); default 0 for sine, 0.5 sasrec, 0.3 gru4rec, 0.4 caser."
+        "outputs instead); default 0 for sine, mind and mcprn, 0.5 sasrec, 0.3 gru4rec, 0.4 caser."
     )
     # optimisation
     loss: str = _f(
@@ -150,7 +150,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise SineError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.interests > self.prototypes:
+        if self.model == "sine" and self.interests > self.prototypes:  # K of the L concepts
             raise SineError(
                 f"--interests (K={self.interests}) cannot exceed --prototypes (L={self.prototypes})"
             )

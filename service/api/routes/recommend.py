@@ -103,8 +103,8 @@ def check_outputs(body: RecommendRequest, model: LoadedModel, where: str = "") -
         raise HTTPException(422, f"{where}{asked} needs the encoder outputs {', '.join(missing)}, which "
                                  f"the live model ({model.bundle.manifest['model']}, version "
                                  f"{model.version}) does not have (GET /model lists them); ask for "
-                                 'retrieval "aggregate" without explain, or serve a SINE bundle '
-                                 "exported by this release (sine export)")
+                                 'retrieval "aggregate" without explain, or serve a multi-interest bundle (SINE, '
+                                 "MIND or MCPRN) exported by this release (sine export)")
 
 
 def answer_json(answer: Answer, model: LoadedModel, history: str, query: Query | None = None) -> dict:
