@@ -19,9 +19,9 @@ bench/accuracy.py's: D = 64, n = 20, full softmax over all items (fp32 products)
 `--epochs`, default 30: the committed table's, chosen so that 2 CPU cores could fill a
 dataset; bench/accuracy.py trains to patience 10); SINE with K = 4, L = 500. `--set
 KEY=VALUE` changes a setting for every run. A second invocation resumes the same file and
-refuses to, naming the difference, when a run it would skip was trained with other
-settings (where it ran, `--device` and `--threads`, may differ): another protocol needs
-another `--out`.
+refuses to, naming the difference, when the file holds a run of the same model, or a plain
+run of another, trained with other settings (where it ran, `--device` and `--threads`, may
+differ): another protocol needs another `--out`.
 
 A model is any name `sine train --model` accepts, or NAME:key=value,... for a variant
 (`sine-k8:model=sine,interests=8`; `model=` may be left out when NAME is registered).
@@ -31,9 +31,12 @@ start) or past `--run-cap-s` gets SIGINT, stops at its best epoch so far and is 
 as capped; so is a run that used all `--epochs` while its validation score was still
 improving within the last `--patience` epochs (early stopping never decided it).
 
+A second invocation skips the runs the file holds that the protocol ended (complete, or
+capped at the epoch limit: the same seed and settings would end there again) and reruns the
+others (stopped at a deadline, interrupted, never started, failed); `--dry-run` lists them.
+
 JSONL schema (bench/results/paper_table.jsonl, one line per run as it ends; a later line
-for the same key supersedes an earlier one; a second invocation skips the keys whose
-latest line is complete and reruns the others):
+for the same key supersedes an earlier one):
 
     schema             1
     key                "DATASET/MODEL/seedS"
@@ -78,6 +81,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from sine_variants import (  # noqa: E402
     FINISHED,
     PROTOCOLS,
+    RESUME_IGNORES,
     Job,
     jobs_to_run,
     read_jsonl,
@@ -93,6 +97,11 @@ MODEL_ORDER = ("pop", "gru4rec", "caser", "sasrec", "mind", "mcprn", "sine")
 """Table 1's row order (single-embedding models, then multi-interest ones); others follow."""
 SCHEMA = 1
 HEADER = "# The paper's Table 1 on our data (bench/paper_table.py)"
+CAPPED_MAX_EPOCHS = "capped (max epochs)"
+"""A run the epoch limit ended while it was still improving: not averaged, and not rerun."""
+PROTOCOL = ("dim", "max_len", "loss", "batch_size", "precision", "lr", "epochs", "patience")
+"""The settings the table's header states: shared by every run of a file."""
+REQUIRED = ("key", "dataset", "model", "seed", "status")
 
 log = logging.getLogger("sine.bench")
 
@@ -129,7 +138,7 @@ def decorate(record: dict[str, Any], epochs: int, patience: int) -> dict[str, An
         "patience", patience)
     if (record.get("status") == FINISHED and settings.get("model") != "pop"
             and record.get("epochs", 0) >= max_epochs and still_improving):
-        record["status"] = "capped (max epochs)"
+        record["status"] = CAPPED_MAX_EPOCHS
     record["complete"] = record.get("status") == FINISHED
     record["capped"] = not record["complete"] and record.get("status") != "failed"
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -178,6 +187,76 @@ def latest_runs(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return latest
 
 
+def settled(record: dict[str, Any]) -> bool:
+    """Ended by the protocol (early stopping or the epoch limit): a resumed grid skips it."""
+    return bool(record.get("complete")) or record.get("status") == CAPPED_MAX_EPOCHS
+
+
+def load_runs(out: Path) -> list[dict[str, Any]]:
+    """The run records of `out`; a file that is not this script's JSONL is an error, so that
+    --summary-only never overwrites a table with an empty one."""
+    if out.suffix != ".jsonl":
+        raise SystemExit(f"--out {out}: name the .jsonl file of runs (the .md table and .png "
+                         "figure are written beside it)")
+    records = read_jsonl(out)
+    for number, record in enumerate(records, 1):
+        missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise SystemExit(f"{out}: record {number} of {len(records)} is not a run of "
+                             f"bench/paper_table.py (no {', '.join(missing)})")
+    return records
+
+
+def plain(record: dict[str, Any]) -> bool:
+    """A run of a registered model at the grid's settings, not a NAME:key=value variant."""
+    return record.get("settings", {}).get("model") == record["model"]
+
+
+def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict[str, Any]]],
+                   base: dict[str, Any], out: Path) -> None:
+    """Refuse a run whose settings differ from those of a run of the same model in `out`,
+    on any dataset, or from the grid's settings of the plain runs `out` holds.
+
+    One file is one table under one header: bench/sine_variants.py's jobs_to_run compares
+    a job with its own cell only, so a new dataset, or a new model at another D, would
+    still have joined the old runs. A variant's own settings (`mind-k1:interests=1`) are
+    its own business, but one name stands for one set of them.
+    """
+    for record in held.values():
+        if "settings" not in record:
+            continue
+        for name, own in models:
+            if record["model"] == name:
+                have, wanted, skip = record["settings"], {**base, **own}, set()
+            elif plain(record):
+                have, wanted, skip = record["settings"], base, {"model", *own}
+            else:
+                continue
+            differ = sorted(k for k in set(have) | set(wanted) if k not in skip
+                            and k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
+            if differ:
+                raise SystemExit(
+                    f"{out} holds {record['key']}, trained with "
+                    + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
+                    + f"; this command asks for {name} with "
+                    + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
+                    + ". One file holds one protocol: give the recorded settings to extend it, "
+                    "or --out for a new one.")
+
+
+def check_settings(models: list[tuple[str, dict[str, Any]]], base: dict[str, Any]) -> None:
+    """Every run's settings are valid TrainConfig values before any run starts (a typo in
+    --set would otherwise fail each run after it loaded its data)."""
+    from sine.errors import SineError
+    from trainer.config import TrainConfig
+
+    for name, own in models:
+        try:
+            TrainConfig.from_dict({**base, **own})
+        except SineError as exc:
+            raise SystemExit(f"{name}: {exc}") from None
+
+
 def model_rank(name: str) -> tuple[int, str]:
     base = name.split(":")[0]
     return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), name)
@@ -213,7 +292,22 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             cell["best_epoch"] = statistics.mean(r["best_epoch"] for r in done)
             cell["timing"] = timing(done)
             cells.setdefault(dataset, {})[model] = cell
+    protocol: dict[str, set[Any]] = {k: set() for k in PROTOCOL}
+    variants: dict[str, dict[str, Any]] = {}
+    for record in latest.values():
+        settings = record.get("settings", {})
+        if plain(record):
+            for k in PROTOCOL:
+                if k in settings:
+                    protocol[k].add(settings[k])
+        elif settings:
+            variants[record["model"]] = settings
+    for name, settings in variants.items():  # what a variant changes: its model and own keys
+        variants[name] = {k: v for k, v in settings.items() if k == "model" or (
+            k not in RESUME_IGNORES and (k not in protocol or v not in protocol[k]))}
     return {"datasets": datasets, "models": models, "cells": cells,
+            "protocol": {k: sorted(v, key=str) for k, v in protocol.items()},
+            "variants": dict(sorted(variants.items())),
             "excluded": sorted(excluded, key=lambda e: e["key"]),
             "runs": len(latest), "complete": sum(bool(r.get("complete")) for r in latest.values())}
 
@@ -248,13 +342,28 @@ def load_band(band: list[float] | None) -> str:
     return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
 
 
+def settings_text(summary: dict[str, Any]) -> str:
+    """The protocol as the plain runs recorded it, and what each variant changes."""
+    from trainer.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    values = {k: " / ".join(map(str, sorted(v, key=str))) or str(defaults[k])
+              for k, v in summary["protocol"].items()}
+    text = (f"Settings: D = {values['dim']}, n = {values['max_len']}, {values['loss']} softmax, "
+            f"batch {values['batch_size']}, {values['precision']}, Adam {values['lr']}, early "
+            f"stopping on validation NDCG@10 with patience {values['patience']}, at most "
+            f"{values['epochs']} epochs (a run still improving then is capped).")
+    for name, own in summary["variants"].items():
+        text += f" `{name}`: " + ", ".join(f"{k}={v}" for k, v in own.items()) + "."
+    return text
+
+
 def markdown(summary: dict[str, Any]) -> str:
     lines = [HEADER, "",
              f"{summary['complete']} of {summary['runs']} recorded runs complete. Cells: mean ± "
              "sample standard deviation over the complete seeds; `n` is how many (n=1: a single "
              "run, no spread measured). Capped, interrupted, failed or never-started runs are "
-             "listed below and never averaged in. Settings: D = 64, n = 20, full softmax, batch "
-             "256, Adam 1e-3, early stopping on validation NDCG@10.", ""]
+             "listed below and never averaged in. " + settings_text(summary), ""]
     datasets, models = summary["datasets"], summary["models"]
     for protocol, title in (("test", "history removed from the ranking (the paper's protocol)"),
                             ("test_history_kept", "history kept in the ranking (RecBole's)")):
@@ -303,6 +412,8 @@ def markdown(summary: dict[str, Any]) -> str:
             test, kept = e.get("test"), e.get("test_history_kept")
             figures = (f"{test['hr@50']:.4f} | {test['ndcg@50']:.4f} | {kept['hr@50']:.4f}"
                        if test and kept else "- | - | -")
+            if e.get("best_epoch") == 0:  # stopped before its first epoch ended
+                figures = "untrained | - | -"
             epochs = f"{e['epochs']} ({e['best_epoch']})" if e.get("epochs") is not None else "-"
             status = e["status"] + (f": {e['error']}" if e.get("error") else "")
             lines.append(f"| {e['key']} | {status} | {epochs} | {figures} |")
@@ -344,7 +455,8 @@ def figure(summary: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{dataset}: test, {title}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
             ax.set_ylim(top=ax.get_ylim()[1] * 1.45)  # headroom: the legend must not hide bars
-            ax.legend(fontsize=6, loc="upper left", ncol=2)
+            if ax.get_legend_handles_labels()[0]:  # no complete run of this dataset: no bars
+                ax.legend(fontsize=6, loc="upper left", ncol=2)
     fig.suptitle("bench/paper_table.py: mean ± sd over complete seeds (hatched: n=1);\n"
                  "capped runs are not drawn", fontsize=9)
     fig.tight_layout()
@@ -357,7 +469,10 @@ def figure(summary: dict[str, Any], path: Path) -> None:
 def write_summary(out: Path) -> str:
     from sine.atomic import atomic_write
 
-    summary = summarise(read_jsonl(out))
+    records = load_runs(out)
+    if not records:
+        raise SystemExit(f"{out}: no runs recorded yet, so no table to write")
+    summary = summarise(records)
     text = markdown(summary)
     atomic_write(out.with_suffix(".md"), text)
     figure(summary, out.with_suffix(".png"))
@@ -368,10 +483,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder of DATASET.csv.gz files")
+                        help="folder of DATASET.csv.gz files (default: %(default)s)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=["pop", "sasrec", "sine"],
-                        help="registered model names, or NAME:key=value,...")
+                        help="registered model names, or NAME:key=value,... (default: "
+                             "%(default)s; the committed table has pop gru4rec caser sasrec "
+                             "mind mcprn sine)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30,
                         help="most epochs per run (the committed table's)")
@@ -393,15 +510,20 @@ def main() -> None:
     parser.add_argument("--min-start-s", type=float, default=60.0,
                         help="start no run with less than this left before the deadline")
     parser.add_argument("--out", type=Path,
-                        default=ROOT / "bench" / "results" / "paper_table.jsonl")
+                        default=ROOT / "bench" / "results" / "paper_table.jsonl",
+                        help="the .jsonl file of runs, added to as they end; the .md table and "
+                             ".png figure are written beside it (default: %(default)s)")
     parser.add_argument("--logs", type=Path, default=ROOT / "runs" / "paper_table_logs",
                         help="folder for each run's training log")
     parser.add_argument("--summary-only", action="store_true",
                         help="only rewrite the markdown and figure from --out")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs this command would start, and start none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.summary_only:
+        if not args.out.is_file():
+            raise SystemExit(f"--out {args.out}: no such file (name the .jsonl file of runs)")
         print(write_summary(args.out))
         return
 
@@ -411,23 +533,40 @@ def main() -> None:
         key, _, value = item.partition("=")
         base[key] = parse_value(value)
     models = [parse_model(spec) for spec in args.models]
+    check_settings(models, base)
     paths = {}
     for name in args.datasets:
         path = args.data / f"{name}.csv.gz"
         if not path.is_file():
             raise SystemExit(f"{path}: dataset not found (--data names the folder)")
         paths[name] = path
-    done = {k: r for k, r in latest_runs(read_jsonl(args.out)).items() if r.get("complete")}
+    held = {k: r for k, r in latest_runs(load_runs(args.out)).items() if settled(r)}
+    check_protocol(held, models, base, args.out)
     # seed-major: a grid cut short by the deadline has every model on every dataset
     jobs = [Job(dataset, path, name, seed, settings)
             for seed in args.seeds for dataset, path in paths.items()
             for name, settings in models]
-    todo = jobs_to_run(done, jobs, base, args.out)
-    log.info("%d runs (%d complete already in %s), %d at a time, %d threads each",
+    todo = jobs_to_run(held, jobs, base, args.out)
+    log.info("%d runs (%d held already in %s: complete, or capped at the epoch limit), "
+             "%d at a time, %d threads each",
              len(todo), len(jobs) - len(todo), args.out, args.jobs, args.threads)
+    if args.dry_run:
+        print("\n".join(job.key for job in todo) or "nothing to run")
+        return
 
-    run_grid(todo, args, base, lambda record: decorate(record, args.epochs, args.patience))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    ended: list[dict[str, Any]] = []
+
+    def record(run: dict[str, Any]) -> dict[str, Any]:
+        ended.append(decorate(run, args.epochs, args.patience))
+        return ended[-1]
+
+    run_grid(todo, args, base, record)
     print(write_summary(args.out))
+    failed = [r["key"] for r in ended if r.get("status", "").startswith("failed")]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(ended)} runs failed ({', '.join(failed)}): "
+                         f"their errors are in the table above, their logs in {args.logs}")
 
 
 if __name__ == "__main__":

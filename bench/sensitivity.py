@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -279,9 +278,6 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, default=ROOT / "runs" / "sensitivity_logs")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
-    # a run is stopped by SIGINT (its best epoch so far is kept); a shell's background job
-    # starts with SIGINT ignored, which the spawned runs would inherit: restore it
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.summary_only:

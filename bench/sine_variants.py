@@ -169,24 +169,30 @@ def jobs_to_run(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict[
                 out: Path) -> list[Job]:
     """The jobs a resumed grid still has to run; refuses a file trained with other settings.
 
-    A second invocation skips the keys already done (`skipped`: key -> its record). Were
-    its settings different (another patience, say), the file would end up averaging two
-    protocols under one heading without a word; so the first difference is an error that
-    says what the file holds and what the command asked for.
+    A second invocation skips the keys already done (`skipped`: key -> its record). Were a
+    job's settings different from those of a run in its cell (the same dataset and variant:
+    the same key or another seed; another patience, say), the file would end up averaging
+    two protocols in one cell without a word; so the first difference is an error that says
+    what the file holds and what the command asked for. (Cells of other datasets may differ:
+    the sine_variants file trained ml-100k to patience 5.)
     """
+    cells: dict[str, list[dict[str, Any]]] = {}
+    for key, record in skipped.items():
+        if "settings" in record:
+            cells.setdefault(key.rsplit("/", 1)[0], []).append(record)
     for job in jobs:
-        record = skipped.get(job.key)
-        if record is None or "settings" not in record:
-            continue
-        have, wanted = record["settings"], job.run_settings(base)
-        differ = sorted(k for k in set(have) | set(wanted)
-                        if k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
-        if differ:
-            raise SystemExit(
-                f"{out} already holds {job.key}, trained with "
-                + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
-                + "; this command asks for " + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
-                + ". Give the recorded settings to extend that file, or --out for a new one.")
+        wanted = job.run_settings(base)
+        for record in cells.get(job.key.rsplit("/", 1)[0], []):
+            have = record["settings"]
+            differ = sorted(k for k in set(have) | set(wanted)
+                            if k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
+            if differ:
+                raise SystemExit(
+                    f"{out} already holds {record['key']}, trained with "
+                    + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
+                    + f"; this command asks for {job.key} with "
+                    + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
+                    + ". Give the recorded settings to extend that file, or --out for a new one.")
     return [job for job in jobs if job.key not in skipped]
 
 
@@ -219,11 +225,16 @@ def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any],
     """
     from tqdm import tqdm
 
+    # runs are stopped by SIGINT (each keeps its best epoch so far); a process started in a
+    # shell's background inherits SIGINT ignored, and so would the spawned runs: restore it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def write(record: dict[str, Any]) -> None:
         append_jsonl(args.out, on_record(record) if on_record else record)
 
     context = mp.get_context("spawn")  # no inherited torch/CUDA state in the children
-    scratch = Path(tempfile.mkdtemp(prefix="sine-variants-"))
+    scratch_dir = tempfile.TemporaryDirectory(prefix="sine-variants-")  # the workers' results
+    scratch = Path(scratch_dir.name)
     logs = args.logs
     logs.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -287,6 +298,7 @@ def run_grid(jobs: list[Job], args: argparse.Namespace, base: dict[str, Any],
             write(finish_record(r, time.monotonic()))
     finally:
         bar.close()
+        scratch_dir.cleanup()
 
 
 def finish_record(r: Running, now: float) -> dict[str, Any]:

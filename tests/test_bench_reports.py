@@ -250,3 +250,158 @@ def test_the_paper_table_times_runs_per_machine() -> None:
     record = paper_table.decorate({"status": "finished", "epochs": 3, "best_epoch": 1}, 30, 3)
     assert record.get("boot") == paper_table.boot_id()
     assert paper_table.machine({"cpu": "AMD EPYC", "device": "cuda"}) == "cuda (host AMD EPYC)"
+
+
+def _grid(tmp_path: Path, monkeypatch, *extra: str) -> None:
+    """paper_table.main on a file of tmp_path with the given arguments."""
+    import paper_table
+
+    argv = ["paper_table.py", "--data", str(tmp_path), "--out", str(tmp_path / "table.jsonl"),
+            "--logs", str(tmp_path / "logs"), *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    paper_table.main()
+
+
+def test_a_resumed_grid_reruns_only_what_the_protocol_did_not_end(tmp_path: Path, monkeypatch,
+                                                                  capsys) -> None:
+    """A run capped at the epoch limit is the protocol's own outcome (the same seed would end
+    there again): a resumed grid skips it, as it skips complete runs, and reruns a run a
+    deadline stopped. Rerunning the capped one cost hours and replaced its figures with
+    "not_started" when the deadline came first."""
+    import paper_table
+
+    (tmp_path / "tiny.csv.gz").write_bytes(b"")
+    settings = dict(paper_table.BASE, device="cpu", threads=1, epochs=30, patience=3, model="sine")
+    runs = [json.loads(_grid_record(f"tiny/sine/seed{seed}", settings)) for seed in range(3)]
+    runs[1].update(status=paper_table.CAPPED_MAX_EPOCHS, complete=False, capped=True)
+    runs[2].update(status="deadline", complete=False, capped=True)
+    (tmp_path / "table.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "sine", "--seeds", "0", "1",
+          "2", "3", "--dry-run")
+    assert capsys.readouterr().out.split() == ["tiny/sine/seed2", "tiny/sine/seed3"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    # a new seed of a model the file holds, at another D: its cell would average both
+    (["--models", "sine", "--seeds", "5", "--set", "dim=32"],
+     "holds tiny/sine/seed0, trained with dim=64; this command asks for sine with dim=32"),
+    # a model the file does not hold yet, at another patience: the table's header would lie
+    (["--models", "gru4rec", "--patience", "5"],
+     "holds tiny/sine/seed0, trained with patience=3; this command asks for gru4rec with patience=5"),
+    # a variant's own settings are its own, but not two versions of them under one name
+    (["--models", "sine-k2:model=sine,interests=2", "--seeds", "4"],
+     "holds tiny/sine-k2/seed0, trained with interests=1; this command asks for sine-k2 with "
+     "interests=2"),
+    (["--datasets", "other", "--models", "sine-k2:model=sine,interests=2"],
+     "holds tiny/sine-k2/seed0, trained with interests=1; this command asks for sine-k2 with "
+     "interests=2"),
+    (["--models", "sine", "--set", "dimm=32"], "sine: unknown configuration key(s): dimm"),
+])
+def test_a_grid_refuses_another_protocol_in_the_same_file(tmp_path: Path, monkeypatch, extra,
+                                                          message) -> None:
+    import paper_table
+
+    for name in ("tiny", "other"):
+        (tmp_path / f"{name}.csv.gz").write_bytes(b"")
+    settings = dict(paper_table.BASE, device="cpu", threads=1, epochs=30, patience=3)
+    (tmp_path / "table.jsonl").write_text(
+        _grid_record("tiny/sine/seed0", {**settings, "model": "sine"}) + "\n"
+        + _grid_record("tiny/sine-k2/seed0", {**settings, "model": "sine", "interests": 1}) + "\n")
+    with pytest.raises(SystemExit) as refused:
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", *extra)  # a later --datasets wins
+    assert message in str(refused.value)
+    # the variant's own setting is no protocol change: it runs beside the plain model
+    _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "sine",
+          "sine-k2:model=sine,interests=1", "--seeds", "0", "1", "--dry-run")
+
+
+def test_the_table_states_the_protocol_its_runs_recorded(tmp_path: Path) -> None:
+    """The header's settings come from the records (they said D = 64 whatever the file held),
+    each variant says what it changes, and a run stopped before its first epoch shows no
+    figures: they would be an untrained model's."""
+    import paper_table
+
+    settings = dict(paper_table.BASE, device="cpu", threads=1, epochs=20, patience=4, dim=32)
+    runs = [json.loads(_grid_record("tiny/sine/seed0", {**settings, "model": "sine"})),
+            json.loads(_grid_record("tiny/mind-k1/seed0", {**settings, "model": "mind",
+                                                           "interests": 1})),
+            json.loads(_grid_record("tiny/sine/seed1", {**settings, "model": "sine"}))]
+    runs[2].update(status="capped", complete=False, capped=True, epochs=0, best_epoch=0)
+    table = paper_table.markdown(paper_table.summarise(runs))
+    assert ("Settings: D = 32, n = 20, full softmax, batch 256, fp32, Adam 0.001, early stopping "
+            "on validation NDCG@10 with patience 4, at most 20 epochs") in table
+    assert "`mind-k1`: model=mind, interests=1." in table
+    assert "| tiny/sine/seed1 | capped | 0 (0) | untrained | - | - |" in table
+
+
+def test_summary_only_refuses_what_is_not_a_file_of_runs(tmp_path: Path, monkeypatch) -> None:
+    """--summary-only on the .md, a typo'd path or a foreign JSONL wrote an empty table over
+    the committed one, with exit status 0."""
+    table = tmp_path / "table.md"
+    table.write_text("the committed table\n")
+    for out, message in ((table, "name the .jsonl file of runs"),
+                         (tmp_path / "typo.jsonl", "no such file")):
+        with pytest.raises(SystemExit, match=message):
+            _grid(tmp_path, monkeypatch, "--summary-only", "--out", str(out))
+    (tmp_path / "table.jsonl").write_text('{"garbage": 1}\n')
+    with pytest.raises(SystemExit, match="record 1 of 1 is not a run of bench/paper_table.py"):
+        _grid(tmp_path, monkeypatch, "--summary-only")
+    assert table.read_text() == "the committed table\n"
+
+
+def test_a_grid_whose_runs_fail_exits_with_an_error(tmp_path: Path, monkeypatch) -> None:
+    """A failed run is recorded and the grid goes on, but the command must not report success;
+    the workers' scratch folder goes away with the grid."""
+    import tempfile
+
+    (tmp_path / "tiny.csv.gz").write_bytes(b"")  # not a log: the run fails loading it
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(SystemExit, match=r"1 of 1 runs failed \(tiny/pop/seed0\)"):
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "pop", "--seeds", "0",
+              "--jobs", "1")
+    assert json.loads((tmp_path / "table.jsonl").read_text())["status"] == "failed"
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_resumed_variant_grid_compares_each_cell_with_its_own_runs() -> None:
+    """bench/sine_variants.py and bench/sensitivity.py average per dataset and variant: a new
+    seed at another patience joins a cell of the old runs, so it is refused; another dataset
+    may have its own (the committed variants file trained ml-100k to patience 5)."""
+    import sine_variants
+
+    held = {"beauty/cosine/seed0": {"key": "beauty/cosine/seed0",
+                                    "settings": {"model": "sine", "patience": 3}}}
+    base = {"patience": 5}
+    new_seed = sine_variants.Job("beauty", Path("b"), "cosine", 1, {"model": "sine"})
+    with pytest.raises(SystemExit, match="holds beauty/cosine/seed0, trained with patience=3; "
+                                         "this command asks for beauty/cosine/seed1 with patience=5"):
+        sine_variants.jobs_to_run(held, [new_seed], base, Path("out.jsonl"))
+    other = sine_variants.Job("ml-100k", Path("m"), "cosine", 0, {"model": "sine"})
+    assert sine_variants.jobs_to_run(held, [other], base, Path("out.jsonl")) == [other]
+
+
+def test_a_grid_started_in_the_background_still_stops_its_runs_at_the_deadline(
+        tmp_path: Path) -> None:
+    """A shell's background job starts with SIGINT ignored, and spawned runs inherited that:
+    the deadline's SIGINT did nothing, every run was killed after the grace period and lost
+    its figures. The grid restores SIGINT, so the run ends at its best epoch so far."""
+    import signal
+    import subprocess
+
+    from sine.data.synthetic import SyntheticSpec, synthetic_log
+
+    synthetic_log(SyntheticSpec(num_users=300, num_items=200)).to_csv(
+        tmp_path / "synth.csv.gz", index=False)
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "table.jsonl"
+    subprocess.run(
+        [sys.executable, str(root / "bench" / "paper_table.py"), "--data", str(tmp_path),
+         "--datasets", "synth", "--models", "sine", "--seeds", "0", "--epochs", "100000",
+         "--patience", "100000", "--jobs", "1", "--deadline-s", "25", "--min-start-s", "0",
+         "--grace-s", "60", "--out", str(out), "--logs", str(tmp_path / "logs")],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN), check=True,
+        capture_output=True, timeout=300)
+    record = json.loads(out.read_text())
+    assert record["status"] == "deadline" and record["best_epoch"] >= 1, record
