@@ -85,6 +85,7 @@ from sine_variants import (  # noqa: E402
     Job,
     jobs_to_run,
     read_jsonl,
+    refuse_other_settings,
     run_grid,
 )
 
@@ -227,21 +228,14 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
             continue
         for name, own in models:
             if record["model"] == name:
-                have, wanted, skip = record["settings"], {**base, **own}, set()
+                wanted, skip = {**base, **own}, frozenset()
             elif plain(record):
-                have, wanted, skip = record["settings"], base, {"model", *own}
+                wanted, skip = base, frozenset({"model", *own})
             else:
                 continue
-            differ = sorted(k for k in set(have) | set(wanted) if k not in skip
-                            and k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
-            if differ:
-                raise SystemExit(
-                    f"{out} holds {record['key']}, trained with "
-                    + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
-                    + f"; this command asks for {name} with "
-                    + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
-                    + ". One file holds one protocol: give the recorded settings to extend it, "
-                    "or --out for a new one.")
+            refuse_other_settings(out, record, name, wanted, "One file holds one protocol: give "
+                                  "the recorded settings to extend it, or --out for a new one.",
+                                  skip)
 
 
 def check_settings(models: list[tuple[str, dict[str, Any]]], base: dict[str, Any]) -> None:

@@ -183,17 +183,24 @@ def jobs_to_run(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict[
     for job in jobs:
         wanted = job.run_settings(base)
         for record in cells.get(job.key.rsplit("/", 1)[0], []):
-            have = record["settings"]
-            differ = sorted(k for k in set(have) | set(wanted)
-                            if k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
-            if differ:
-                raise SystemExit(
-                    f"{out} already holds {record['key']}, trained with "
-                    + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
-                    + f"; this command asks for {job.key} with "
-                    + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
-                    + ". Give the recorded settings to extend that file, or --out for a new one.")
+            refuse_other_settings(out, record, job.key, wanted, "Give the recorded settings "
+                                  "to extend that file, or --out for a new one.")
     return [job for job in jobs if job.key not in skipped]
+
+
+def refuse_other_settings(out: Path, record: dict[str, Any], asked: str, wanted: dict[str, Any],
+                          advice: str, skip: frozenset[str] = frozenset()) -> None:
+    """Stop, naming each setting (but those in `skip` and RESUME_IGNORES) in which `wanted`,
+    what this command asks `asked` to train with, differs from the `record` in `out`."""
+    have = record["settings"]
+    differ = sorted(k for k in set(have) | set(wanted)
+                    if k not in skip and k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
+    if differ:
+        raise SystemExit(
+            f"{out} holds {record['key']}, trained with "
+            + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
+            + f"; this command asks for {asked} with "
+            + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ) + f". {advice}")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
