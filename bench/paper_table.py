@@ -378,9 +378,10 @@ def markdown(summary: dict[str, Any]) -> str:
               "Epochs over all complete seeds; seconds (wall-clock per run) per machine the "
               "runs were timed on, with the 1-minute load average as they ended (lowest-highest"
               "). A machine is a processor and, where recorded, the boot it ran in (one VM "
-              "instance): compare times on the same machine only. One job ran 3x faster on one "
-              "2-core host than on another at a similar load, and 1.7-1.8x apart on two VMs with the "
-              "same processor label. Runs from before the processor was recorded say \"not "
+              "instance): compare times on the same machine only. Jobs ran up to 3.1x faster on "
+              "one 2-core host than on another at a similar load, and 1.7-4.8x apart per epoch "
+              "on VMs with the same processor label (the slowest with other work on the cores). "
+              "Runs from before the processor was recorded say \"not "
               "recorded\".", "",
               "| dataset | model | n | seeds | epochs (best) | machine | seeds timed there | "
               "seconds per run | load |",
