@@ -286,22 +286,14 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             cell["best_epoch"] = statistics.mean(r["best_epoch"] for r in done)
             cell["timing"] = timing(done)
             cells.setdefault(dataset, {})[model] = cell
-    protocol: dict[str, set[Any]] = {k: set() for k in PROTOCOL}
-    variants: dict[str, dict[str, Any]] = {}
-    for record in latest.values():
-        settings = record.get("settings", {})
-        if plain(record):
-            for k in PROTOCOL:
-                if k in settings:
-                    protocol[k].add(settings[k])
-        elif settings:
-            variants[record["model"]] = settings
-    for name, settings in variants.items():  # what a variant changes: its model and own keys
-        variants[name] = {k: v for k, v in settings.items() if k == "model" or (
-            k not in RESUME_IGNORES and (k not in protocol or v not in protocol[k]))}
+    protocol = {k: sorted({r["settings"][k] for r in latest.values()
+                           if plain(r) and k in r.get("settings", {})}, key=str) for k in PROTOCOL}
+    variants = {  # what a variant changes: its model and its own keys
+        r["model"]: {k: v for k, v in r["settings"].items() if k == "model" or (
+            k not in RESUME_IGNORES and v not in protocol.get(k, ()))}
+        for r in latest.values() if r.get("settings") and not plain(r)}
     return {"datasets": datasets, "models": models, "cells": cells,
-            "protocol": {k: sorted(v, key=str) for k, v in protocol.items()},
-            "variants": dict(sorted(variants.items())),
+            "protocol": protocol, "variants": dict(sorted(variants.items())),
             "excluded": sorted(excluded, key=lambda e: e["key"]),
             "runs": len(latest), "complete": sum(bool(r.get("complete")) for r in latest.values())}
 
@@ -341,7 +333,7 @@ def settings_text(summary: dict[str, Any]) -> str:
     from trainer.config import TrainConfig
 
     defaults = TrainConfig().to_dict()
-    values = {k: " / ".join(map(str, sorted(v, key=str))) or str(defaults[k])
+    values = {k: " / ".join(map(str, v)) or str(defaults[k])
               for k, v in summary["protocol"].items()}
     text = (f"Settings: D = {values['dim']}, n = {values['max_len']}, {values['loss']} softmax, "
             f"batch {values['batch_size']}, {values['precision']}, Adam {values['lr']}, early "
