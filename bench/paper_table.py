@@ -371,7 +371,7 @@ def markdown(summary: dict[str, Any]) -> str:
               "runs were timed on, with the 1-minute load average as they ended (lowest-highest"
               "). A machine is a processor and, where recorded, the boot it ran in (one VM "
               "instance): compare times on the same machine only. Jobs ran up to 3.1x faster on "
-              "one 2-core host than on another at a similar load, and 1.7-4.8x apart per epoch "
+              "one 2-core host than on another at a similar load, and 1.4-4.8x apart per epoch "
               "on VMs with the same processor label (the slowest with other work on the cores). "
               "Runs from before the processor was recorded say \"not "
               "recorded\".", "",

@@ -230,7 +230,7 @@ def test_a_grid_refuses_to_resume_a_file_of_other_settings(tmp_path: Path, monke
 
 def test_the_paper_table_times_runs_per_machine() -> None:
     """Jobs ran up to 3.1x faster on one 2-core host than on another at a similar load, and
-    1.7-4.8x apart per epoch on VMs with the same processor label: a mean over both would
+    1.4-4.8x apart per epoch on VMs with the same processor label: a mean over both would
     describe neither. The time table gives one row per processor and boot (runs from before either was
     recorded apart), each with its seeds and the load range."""
     import paper_table
