@@ -6,8 +6,10 @@ import json
 import re
 from dataclasses import fields
 
+import pytest
 from typer.testing import CliRunner
 
+from sine.errors import SineError
 from sine_cli.app import app
 from trainer.config import TrainConfig
 
@@ -59,6 +61,32 @@ def test_config_file_then_flags(tmp_path, synthetic_csv):
     assert (train["dim"], train["prototypes"], train["seed"], train["length_buckets"]) == (16, 8, 5, False)
     # the model options reach the architecture (what the bundle records as hyper-parameters)
     assert (saved["architecture"]["aggregation"], saved["architecture"]["assignment_tau"]) == ("dot", 0.25)
+
+
+def test_a_config_value_of_the_wrong_type_is_refused_by_its_flag(tmp_path, synthetic_csv):
+    """A config file (or a bench script's --set) with "dim": "abc" ended in a TypeError
+    traceback from the validation's comparisons; each value is now checked against its
+    field's type, and a string that reads as the number the field wants is taken."""
+    config = tmp_path / "train.json"
+    config.write_text('{"dim": "abc"}')
+    result = runner.invoke(app, ["train", "-d", str(synthetic_csv), "-o", str(tmp_path / "r"),
+                                 "-c", str(config)])
+    assert result.exit_code == 2
+    assert "--dim must be an integer, not 'abc'" in result.stderr
+    assert not (tmp_path / "r").exists()
+    for values, message in (({"lr": "fast"}, "--lr must be a number, not 'fast'"),
+                            ({"dim": 64.5}, "--dim must be an integer, not 64.5"),
+                            ({"epochs": True}, "--epochs must be an integer, not True"),
+                            ({"label_aware": "yes"}, "--label-aware must be true or false"),
+                            ({"model": 3}, "--model must be a string, not 3"),
+                            ({"dim": None}, "--dim must be an integer, not None")):
+        with pytest.raises(SineError, match=re.escape(message)):
+            TrainConfig.from_dict(values)
+    typed = TrainConfig.from_dict({"dim": "32", "attention_power": "inf", "lr": 1,
+                                   "dropout": None, "init_from": None})
+    assert (typed.dim, typed.attention_power, typed.lr, typed.dropout) == (32, float("inf"), 1, None)
+    # every field's type is one the check knows (a new kind of field must be taught to it)
+    TrainConfig.from_dict(TrainConfig().to_dict())
 
 
 def test_evaluate_reproduces_the_training_metrics(tmp_path, synthetic_csv):

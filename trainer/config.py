@@ -8,6 +8,7 @@ same keys can set any of them (command-line flags win over the file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -167,6 +168,8 @@ class TrainConfig:
         for name in ("tau", "assignment_tau", "purpose_tau"):
             if getattr(self, name) <= 0:
                 raise SineError(f"--{name.replace('_', '-')} must be positive")
+        if self.threads < 0:
+            raise SineError("--threads must be 0 (torch's default) or more")
         if self.eval_users < 0:
             raise SineError("--eval-users must be 0 (all) or more")
         if not 0.0 <= self.stop_decline < 1.0:
@@ -187,11 +190,38 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Settings from a config file, a bench script's --set or a run's record: keys and
+        value types are checked here, so a typo is refused by name, not met as a TypeError
+        deep in validation or training."""
+        kinds = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(values) - set(kinds))
         if unknown:
             raise SineError(f"unknown configuration key(s): {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{key: _typed(key, value, kinds[key]) for key, value in values.items()})
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _typed(name: str, value: Any, annotation: str) -> Any:
+    """`value` as field `name` of type `annotation` ("int", "float | None", ...) takes it.
+
+    A string that reads as the number a field wants is converted (a --set value or a TOML
+    string such as "inf" for --attention-power, which JSON cannot write); anything else
+    of the wrong type is refused with the flag's name and what it takes.
+    """
+    kind, _, optional = annotation.partition(" | ")
+    if value is None and optional:
+        return value
+    if kind in ("int", "float") and isinstance(value, str):
+        with contextlib.suppress(ValueError):  # refused below, by name
+            value = int(value) if kind == "int" else float(value)
+    fits = {"bool": isinstance(value, bool), "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, int | float) and not isinstance(value, bool)}
+    if not fits[kind]:
+        raise SineError(f"--{name.replace('_', '-')} must be {_KIND_WORDS[kind]}, not {value!r}")
+    return value
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
