@@ -64,7 +64,6 @@ for the same key supersedes an earlier one):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -83,7 +82,9 @@ from sine_variants import (  # noqa: E402
     PROTOCOLS,
     RESUME_IGNORES,
     Job,
+    job_count,
     jobs_to_run,
+    parse_setting,
     read_jsonl,
     refuse_other_settings,
     run_grid,
@@ -113,20 +114,11 @@ def parse_model(spec: str) -> tuple[str, dict[str, Any]]:
 
     name, _, rest = spec.partition(":")
     settings: dict[str, Any] = {"model": name} if name in MODELS else {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        settings[key] = parse_value(value)
+    settings.update(parse_setting(item) for item in filter(None, rest.split(",")))
     if settings.get("model") not in MODELS:
         raise SystemExit(f"unknown model {spec!r}: one of {', '.join(MODELS)}, "
                          "or NAME:model=MODEL,key=value")
     return name, settings
-
-
-def parse_value(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def decorate(record: dict[str, Any], epochs: int, patience: int) -> dict[str, Any]:
@@ -223,6 +215,8 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
     still have joined the old runs. A variant's own settings (`mind-k1:interests=1`) are
     its own business, but one name stands for one set of them.
     """
+    from trainer.config import MODELS
+
     for record in held.values():
         if "settings" not in record:
             continue
@@ -233,9 +227,12 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
                 wanted, skip = base, frozenset({"model", *own})
             else:
                 continue
-            refuse_other_settings(out, record, name, wanted, "One file holds one protocol: give "
-                                  "the recorded settings to extend it, or --out for a new one.",
-                                  skip)
+            advice = ("One file holds one protocol: give the recorded settings to extend it, "
+                      "or --out for a new one.")
+            if name in MODELS and set(own) - {"model"}:
+                advice += (f" A variant needs a name of its own: {name}-x:model={own['model']},"
+                           + ",".join(f"{k}={v}" for k, v in own.items() if k != "model") + ".")
+            refuse_other_settings(out, record, name, wanted, advice, skip)
 
 
 def check_settings(models: list[tuple[str, dict[str, Any]]], base: dict[str, Any]) -> None:
@@ -483,7 +480,7 @@ def main() -> None:
                         help="early-stopping patience (the committed table's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra TrainConfig settings for every run")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (processes)")
+    parser.add_argument("--jobs", type=job_count, default=2, help="runs at a time (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--deadline-s", type=float, default=0.0,
@@ -502,10 +499,11 @@ def main() -> None:
                              ".png figure are written beside it (default: %(default)s)")
     parser.add_argument("--logs", type=Path, default=ROOT / "runs" / "paper_table_logs",
                         help="folder for each run's training log")
-    parser.add_argument("--summary-only", action="store_true",
-                        help="only rewrite the markdown and figure from --out")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list the runs this command would start, and start none")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--summary-only", action="store_true",
+                      help="only rewrite the markdown and figure from --out")
+    what.add_argument("--dry-run", action="store_true",
+                      help="list the runs this command would start, and start none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.summary_only:
@@ -516,16 +514,18 @@ def main() -> None:
 
     base: dict[str, Any] = dict(BASE, device=args.device, threads=args.threads,
                                 epochs=args.epochs, patience=args.patience)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        base[key] = parse_value(value)
+    base.update(parse_setting(item) for item in args.set)
     models = [parse_model(spec) for spec in args.models]
     check_settings(models, base)
     paths = {}
     for name in args.datasets:
         path = args.data / f"{name}.csv.gz"
         if not path.is_file():
-            raise SystemExit(f"{path}: dataset not found (--data names the folder)")
+            found = sorted(p.name.removesuffix(".csv.gz") for p in args.data.glob("*.csv.gz"))
+            raise SystemExit(f"{path}: dataset not found; --data names the folder of "
+                             "DATASET.csv.gz files, and " + (f"{args.data} holds {', '.join(found)}"
+                             if found else f"{args.data} holds none" if args.data.is_dir()
+                             else f"{args.data} is not a folder"))
         paths[name] = path
     held = {k: r for k, r in latest_runs(load_runs(args.out)).items() if settled(r)}
     check_protocol(held, models, base, args.out)

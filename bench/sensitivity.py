@@ -37,6 +37,7 @@ from bench.sine_variants import (  # noqa: E402  (one runner for every grid)
     DEFAULT_DATA,
     FINISHED,
     Job,
+    job_count,
     jobs_to_run,
     mean_spread,
     read_jsonl,
@@ -263,7 +264,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None, help="run only these variants")
     parser.add_argument("--table6", action="store_true",
                         help="also run SINE-label and SINE-cate (ml-100k: genres as categories)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--jobs", type=job_count, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="most epochs per run")

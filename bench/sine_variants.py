@@ -112,13 +112,31 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
         raise SystemExit(f"unknown variant {spec!r}: one of {', '.join(VARIANTS)} "
                          "or NAME:key=value,key=value")
     settings: dict[str, Any] = {"model": "sine"}
-    for item in rest.split(","):
-        key, _, value = item.partition("=")
-        try:
-            settings[key] = json.loads(value)
-        except ValueError:
-            settings[key] = value
+    settings.update(parse_setting(item) for item in rest.split(","))
     return name, settings
+
+
+def job_count(text: str) -> int:
+    """--jobs: processes at a time; 0 would queue every run and start none, forever."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError("at least 1 (runs at a time)")
+    return jobs
+
+
+def parse_setting(item: str) -> tuple[str, Any]:
+    """KEY=VALUE of a variant spec or of --set: the value as JSON (64, 0.5, true, null), or
+    the string itself (full, sine); TrainConfig.from_dict checks the types."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"{item!r}: expected KEY=VALUE (e.g. dim=64)")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def worker(job: Job, base: dict[str, Any], result_file: Path, log_file: Path) -> None:
@@ -137,7 +155,7 @@ def worker(job: Job, base: dict[str, Any], result_file: Path, log_file: Path) ->
         from trainer.config import TrainConfig
         from trainer.run import load_data, train_split
 
-        config = TrainConfig(**{**job.run_settings(base), "seed": job.seed})
+        config = TrainConfig.from_dict({**job.run_settings(base), "seed": job.seed})
         data = load_data(job.path, config)
         with tempfile.TemporaryDirectory(prefix="sine-variant-") as tmp:
             metrics = train_split(data, {"path": str(job.path)}, Path(tmp) / "run", config)
@@ -198,9 +216,13 @@ def refuse_other_settings(out: Path, record: dict[str, Any], asked: str, wanted:
     if differ:
         raise SystemExit(
             f"{out} holds {record['key']}, trained with "
-            + ", ".join(f"{k}={have.get(k)!r}" for k in differ)
+            + ", ".join(setting_text(have, k) for k in differ)
             + f"; this command asks for {asked} with "
-            + ", ".join(f"{k}={wanted.get(k)!r}" for k in differ) + f". {advice}")
+            + ", ".join(setting_text(wanted, k) for k in differ) + f". {advice}")
+
+
+def setting_text(settings: dict[str, Any], key: str) -> str:
+    return f"{key}={settings[key]!r}" if key in settings else f"{key} unset (its default)"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -439,7 +461,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                         help=f"of {', '.join(VARIANTS)}, or NAME:key=value,key=value")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--jobs", type=job_count, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=None, help="most epochs per run")

@@ -296,6 +296,14 @@ def test_a_resumed_grid_reruns_only_what_the_protocol_did_not_end(tmp_path: Path
      "holds tiny/sine-k2/seed0, trained with interests=1; this command asks for sine-k2 with "
      "interests=2"),
     (["--models", "sine", "--set", "dimm=32"], "sine: unknown configuration key(s): dimm"),
+    # a value of the wrong type was a TypeError traceback from TrainConfig's validation
+    (["--models", "sine", "--set", "dim=abc"], "sine: --dim must be an integer, not 'abc'"),
+    (["--models", "sine", "--set", "dim"], "'dim': expected KEY=VALUE (e.g. dim=64)"),
+    # a plain model's name with settings of its own: say so, and how to name the variant
+    (["--models", "sine:interests=2"],
+     "trained with interests unset (its default); this command asks for sine with interests=2. "
+     "One file holds one protocol: give the recorded settings to extend it, or --out for a new "
+     "one. A variant needs a name of its own: sine-x:model=sine,interests=2."),
 ])
 def test_a_grid_refuses_another_protocol_in_the_same_file(tmp_path: Path, monkeypatch, extra,
                                                           message) -> None:
@@ -313,6 +321,26 @@ def test_a_grid_refuses_another_protocol_in_the_same_file(tmp_path: Path, monkey
     # the variant's own setting is no protocol change: it runs beside the plain model
     _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "sine",
           "sine-k2:model=sine,interests=1", "--seeds", "0", "1", "--dry-run")
+
+
+def test_grid_arguments_that_cannot_work_are_refused_with_what_to_give(tmp_path: Path,
+                                                                       monkeypatch, capsys) -> None:
+    """--jobs 0 queued every run and started none, forever; --dry-run beside --summary-only
+    was ignored and the table rewritten; a mistyped dataset said only "not found"."""
+    (tmp_path / "tiny.csv.gz").write_bytes(b"")
+    for extra, message in ((["--jobs", "0", "--dry-run"], "argument --jobs: at least 1 (runs at a time)"),
+                           (["--jobs", "two", "--dry-run"], "argument --jobs: 'two' is not a whole number"),
+                           (["--summary-only", "--dry-run"],
+                            "argument --dry-run: not allowed with argument --summary-only")):
+        with pytest.raises(SystemExit) as refused:
+            _grid(tmp_path, monkeypatch, "--datasets", "tiny", *extra)
+        assert refused.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=f"{tmp_path} holds tiny$"):
+        _grid(tmp_path, monkeypatch, "--datasets", "tinny", "--dry-run")
+    with pytest.raises(SystemExit, match="missing is not a folder$"):
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--data", str(tmp_path / "missing"),
+              "--dry-run")
 
 
 def test_the_table_states_the_protocol_its_runs_recorded(tmp_path: Path) -> None:
