@@ -64,6 +64,7 @@ for the same key supersedes an earlier one):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -82,6 +83,8 @@ from sine_variants import (  # noqa: E402
     PROTOCOLS,
     RESUME_IGNORES,
     Job,
+    checked_settings,
+    dataset_paths,
     job_count,
     jobs_to_run,
     parse_setting,
@@ -221,31 +224,23 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
         if "settings" not in record:
             continue
         for name, own in models:
+            advice = ("One file holds one protocol: give the recorded settings to extend it, "
+                      "or --out for a new one.")
             if record["model"] == name:
                 wanted, skip = {**base, **own}, frozenset()
+                if name in MODELS and set(own) - {"model"}:  # sine:interests=8
+                    advice += f" A variant needs a name of its own: {variant_spec(name, own)}."
             elif plain(record):
                 wanted, skip = base, frozenset({"model", *own})
             else:
                 continue
-            advice = ("One file holds one protocol: give the recorded settings to extend it, "
-                      "or --out for a new one.")
-            if name in MODELS and set(own) - {"model"}:
-                advice += (f" A variant needs a name of its own: {name}-x:model={own['model']},"
-                           + ",".join(f"{k}={v}" for k, v in own.items() if k != "model") + ".")
             refuse_other_settings(out, record, name, wanted, advice, skip)
 
 
-def check_settings(models: list[tuple[str, dict[str, Any]]], base: dict[str, Any]) -> None:
-    """Every run's settings are valid TrainConfig values before any run starts (a typo in
-    --set would otherwise fail each run after it loaded its data)."""
-    from sine.errors import SineError
-    from trainer.config import TrainConfig
-
-    for name, own in models:
-        try:
-            TrainConfig.from_dict({**base, **own})
-        except SineError as exc:
-            raise SystemExit(f"{name}: {exc}") from None
+def variant_spec(name: str, own: dict[str, Any]) -> str:
+    """A NAME:key=value spec that parse_model reads back as `own` (JSON values: true, null)."""
+    return f"{name}-x:model={own['model']}," + ",".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items() if k != "model")
 
 
 def model_rank(name: str) -> tuple[int, str]:
@@ -515,18 +510,8 @@ def main() -> None:
     base: dict[str, Any] = dict(BASE, device=args.device, threads=args.threads,
                                 epochs=args.epochs, patience=args.patience)
     base.update(parse_setting(item) for item in args.set)
-    models = [parse_model(spec) for spec in args.models]
-    check_settings(models, base)
-    paths = {}
-    for name in args.datasets:
-        path = args.data / f"{name}.csv.gz"
-        if not path.is_file():
-            found = sorted(p.name.removesuffix(".csv.gz") for p in args.data.glob("*.csv.gz"))
-            raise SystemExit(f"{path}: dataset not found; --data names the folder of "
-                             "DATASET.csv.gz files, and " + (f"{args.data} holds {', '.join(found)}"
-                             if found else f"{args.data} holds none" if args.data.is_dir()
-                             else f"{args.data} is not a folder"))
-        paths[name] = path
+    models, base = checked_settings([parse_model(spec) for spec in args.models], base)
+    paths = dataset_paths(args.datasets, args.data)
     held = {k: r for k, r in latest_runs(load_runs(args.out)).items() if settled(r)}
     check_protocol(held, models, base, args.out)
     # seed-major: a grid cut short by the deadline has every model on every dataset

@@ -37,6 +37,7 @@ from bench.sine_variants import (  # noqa: E402  (one runner for every grid)
     DEFAULT_DATA,
     FINISHED,
     Job,
+    dataset_paths,
     job_count,
     jobs_to_run,
     mean_spread,
@@ -290,11 +291,9 @@ def main() -> None:
         grid = {name: grid[name] for name in args.only}
     done = {r["key"]: r for r in read_jsonl(args.out) if r.get("status") == FINISHED}
     jobs = []
+    paths = dataset_paths(args.datasets, args.data)
     for seed in args.seeds:  # seed-major: a grid cut short has every variant at least once
-        for dataset in args.datasets:
-            path = args.data / f"{dataset}.csv.gz"
-            if not path.is_file():
-                raise SystemExit(f"{path}: dataset not found (--data names the folder)")
+        for dataset, path in paths.items():
             for name, settings in grid.items():
                 if name.startswith("sine-") and dataset != "ml-100k":
                     continue  # only ml-100k has category attributes; the ablation pairs them

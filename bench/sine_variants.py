@@ -116,6 +116,44 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
     return name, settings
 
 
+def dataset_paths(names: list[str], data: Path) -> dict[str, Path]:
+    """Each --datasets entry's log: NAME is data/NAME.csv.gz, and a path to a log is itself
+    (named by its file). A missing one stops the grid before any run, naming what is there."""
+    paths = {}
+    for name in names:
+        path = Path(name) if name.endswith((".gz", ".csv", ".parquet", ".tsv")) else \
+            data / f"{name}.csv.gz"
+        if not path.is_file():
+            found = sorted(p.name.removesuffix(".csv.gz") for p in data.glob("*.csv.gz"))
+            raise SystemExit(f"{path}: dataset not found; --datasets takes names of "
+                             "DATASET.csv.gz files in --data, or paths to logs, and " + (
+                                 f"{data} holds {', '.join(found)}" if found
+                                 else f"{data} holds none" if data.is_dir()
+                                 else f"{data} is not a folder"))
+        paths[path.name.split(".")[0]] = path
+    return paths
+
+
+def checked_settings(variants: list[tuple[str, dict[str, Any]]], base: dict[str, Any]
+                     ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """Every run's settings as TrainConfig takes them, before any run starts: a typo or a
+    value of the wrong type stops the grid by name (it would fail each run after its data
+    loaded), and records, resume comparisons and training all see the same values ("64"
+    and 64 are one setting)."""
+    from sine.errors import SineError
+    from trainer.config import TrainConfig, typed_values
+
+    typed = []
+    for name, own in variants:
+        try:
+            own = typed_values(own)
+            TrainConfig.from_dict({**base, **own})
+        except SineError as exc:
+            raise SystemExit(f"{name}: {exc}") from None
+        typed.append((name, own))
+    return typed, typed_values(base)
+
+
 def job_count(text: str) -> int:
     """--jobs: processes at a time; 0 would queue every run and start none, forever."""
     try:
@@ -210,9 +248,12 @@ def refuse_other_settings(out: Path, record: dict[str, Any], asked: str, wanted:
                           advice: str, skip: frozenset[str] = frozenset()) -> None:
     """Stop, naming each setting (but those in `skip` and RESUME_IGNORES) in which `wanted`,
     what this command asks `asked` to train with, differs from the `record` in `out`."""
-    have = record["settings"]
+    from trainer.config import TrainConfig
+
+    have, default = record["settings"], TrainConfig().to_dict()  # unset = its default
     differ = sorted(k for k in set(have) | set(wanted)
-                    if k not in skip and k not in RESUME_IGNORES and have.get(k) != wanted.get(k))
+                    if k not in skip and k not in RESUME_IGNORES
+                    and have.get(k, default.get(k)) != wanted.get(k, default.get(k)))
     if differ:
         raise SystemExit(
             f"{out} holds {record['key']}, trained with "
@@ -487,15 +528,9 @@ def main() -> None:
         print(write_summary(args.out, header))
         return
 
-    base = run_settings(BASE, args)
-    variants = [parse_variant(v) for v in args.variants]
-    paths = {}
-    for name in args.datasets:
-        path = Path(name) if name.endswith((".gz", ".csv", ".parquet", ".tsv")) else \
-            args.data / f"{name}.csv.gz"
-        if not path.is_file():
-            raise SystemExit(f"{path}: dataset not found (--data names the folder)")
-        paths[path.name.split(".")[0]] = path
+    variants, base = checked_settings([parse_variant(v) for v in args.variants],
+                                      run_settings(BASE, args))
+    paths = dataset_paths(args.datasets, args.data)
     done = {r["key"]: r for r in read_jsonl(args.out) if r.get("status") == FINISHED}
     # seed-major order: a grid cut short by the deadline has every variant on every dataset
     jobs = [Job(dataset, path, name, seed, settings)

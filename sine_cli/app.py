@@ -95,25 +95,15 @@ def main_options(
 # --------------------------------------------------------------------------- train
 
 
-def _optional_type(name: str) -> type:
-    """The type X of a TrainConfig field annotated `X | None` (whose default None says nothing)."""
-    import typing
-
-    from trainer.config import TrainConfig
-
-    hint = typing.get_type_hints(TrainConfig)[name]
-    return next((t for t in typing.get_args(hint) if t is not type(None)), float)
-
-
 def _train_config_parameters() -> list[inspect.Parameter]:
     """One CLI option per TrainConfig field: help and default text come from the field."""
-    from trainer.config import TrainConfig
+    from trainer.config import TrainConfig, field_types
 
     params = []
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        base = {int: int, float: float, str: str, bool: bool}.get(type(default)) or _optional_type(f.name)
+        base = field_types()[f.name][0]
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         if choices:

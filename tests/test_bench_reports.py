@@ -343,6 +343,33 @@ def test_grid_arguments_that_cannot_work_are_refused_with_what_to_give(tmp_path:
               "--dry-run")
 
 
+def test_settings_are_compared_as_the_runs_take_them(tmp_path: Path, monkeypatch, capsys) -> None:
+    """"64" and 64.0 are dim 64 and an unset key is its default, so neither is another
+    protocol; a refused plain name with settings of its own is told a variant spec it can
+    paste back (true, not Python's True), and only when that name is the one refused."""
+    (tmp_path / "tiny.csv.gz").write_bytes(b"")
+    import paper_table
+
+    settings = dict(paper_table.BASE, device="cpu", threads=1, epochs=30, patience=3)
+    (tmp_path / "table.jsonl").write_text(
+        _grid_record("tiny/sine/seed0", {**settings, "model": "sine"}) + "\n")
+    _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "sine:interests=4",
+          "--set", 'dim="64"', "batch_size=256.0", "--seeds", "0", "1", "--dry-run")
+    assert capsys.readouterr().out.split() == ["tiny/sine/seed1"]
+    with pytest.raises(SystemExit) as refused:
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "sine:label_aware=true",
+              "--dry-run")
+    assert str(refused.value).endswith("A variant needs a name of its own: "
+                                       "sine-x:model=sine,label_aware=true.")
+    _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models",
+          "sine-x:model=sine,label_aware=true", "--dry-run")  # the advice, pasted back, runs
+    with pytest.raises(SystemExit) as refused:  # gru4rec differs from sine's run in dim only
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "gru4rec:gru_layers=2",
+              "--set", "dim=32", "--dry-run")
+    assert "trained with dim=64" in str(refused.value)
+    assert "A variant needs" not in str(refused.value)
+
+
 def test_the_table_states_the_protocol_its_runs_recorded(tmp_path: Path) -> None:
     """The header's settings come from the records (they said D = 64 whatever the file held),
     each variant says what it changes, and a run stopped before its first epoch shows no

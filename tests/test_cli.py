@@ -6,12 +6,13 @@ import json
 import re
 from dataclasses import fields
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from sine.errors import SineError
 from sine_cli.app import app
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, field_types
 
 runner = CliRunner()
 
@@ -78,15 +79,32 @@ def test_a_config_value_of_the_wrong_type_is_refused_by_its_flag(tmp_path, synth
                             ({"dim": 64.5}, "--dim must be an integer, not 64.5"),
                             ({"epochs": True}, "--epochs must be an integer, not True"),
                             ({"label_aware": "yes"}, "--label-aware must be true or false"),
-                            ({"model": 3}, "--model must be a string, not 3"),
-                            ({"dim": None}, "--dim must be an integer, not None")):
+                            ({"device": True}, "--device must be a string, not True"),
+                            ({"dim": None}, "--dim must be an integer, not None"),
+                            ({"lr": "nan"}, "--lr must be a finite number, not nan")):
         with pytest.raises(SineError, match=re.escape(message)):
             TrainConfig.from_dict(values)
+    # what JSON, TOML, KEY=VALUE and numpy write for a value the field can take is taken
     typed = TrainConfig.from_dict({"dim": "32", "attention_power": "inf", "lr": 1,
+                                   "patience": 3.0, "reg_weight": np.float32(0.5),
+                                   "epochs": np.int64(7), "memory_budget": 1073741824,
                                    "dropout": None, "init_from": None})
-    assert (typed.dim, typed.attention_power, typed.lr, typed.dropout) == (32, float("inf"), 1, None)
-    # every field's type is one the check knows (a new kind of field must be taught to it)
-    TrainConfig.from_dict(TrainConfig().to_dict())
+    assert typed.to_dict().items() >= {"dim": 32, "attention_power": float("inf"), "lr": 1.0,
+                                       "patience": 3, "reg_weight": 0.5, "epochs": 7,
+                                       "memory_budget": "1073741824", "dropout": None}.items()
+    assert [type(v) for v in (typed.lr, typed.patience, typed.epochs)] == [float, int, int]
+    # every field has a type the check knows (field_types raises for one it does not)
+    assert set(field_types()) == {f.name for f in fields(TrainConfig)}
+    # a run directory whose config.json holds such a value names the file, not a flag only
+    run = tmp_path / "pop"
+    assert runner.invoke(app, ["train", "-d", str(synthetic_csv), "-o", str(run),
+                               "--model", "pop"]).exit_code == 0
+    saved = json.loads((run / "config.json").read_text())
+    saved["train"]["dim"] = "abc"
+    (run / "config.json").write_text(json.dumps(saved))
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 2
+    assert f"{run / 'config.json'}: --dim must be an integer, not 'abc'" in result.stderr
 
 
 def test_evaluate_reproduces_the_training_metrics(tmp_path, synthetic_csv):

@@ -9,8 +9,12 @@ same keys can set any of them (command-line flags win over the file).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import math
+import numbers
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -174,6 +178,11 @@ class TrainConfig:
             raise SineError("--eval-users must be 0 (all) or more")
         if not 0.0 <= self.stop_decline < 1.0:
             raise SineError("--stop-decline must be in [0, 1)")
+        for f in fields(self):  # NaN passes every range check above; inf is a hard attention
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value) and not (
+                    f.name == "attention_power" and value == math.inf):
+                raise SineError(f"--{f.name.replace('_', '-')} must be a finite number, not {value}")
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -193,35 +202,61 @@ class TrainConfig:
         """Settings from a config file, a bench script's --set or a run's record: keys and
         value types are checked here, so a typo is refused by name, not met as a TypeError
         deep in validation or training."""
-        kinds = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(values) - set(kinds))
-        if unknown:
-            raise SineError(f"unknown configuration key(s): {', '.join(unknown)}")
-        return cls(**{key: _typed(key, value, kinds[key]) for key, value in values.items()})
+        return cls(**typed_values(values))
 
 
-_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_KIND_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
-def _typed(name: str, value: Any, annotation: str) -> Any:
-    """`value` as field `name` of type `annotation` ("int", "float | None", ...) takes it.
+@functools.cache
+def field_types() -> dict[str, tuple[type, bool]]:
+    """Each TrainConfig field's type X and whether it may be None (annotated `X | None`):
+    the CLI builds its options from these and from_dict checks values against them."""
+    types = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint) or (hint,)
+        kinds = [a for a in args if a is not type(None)]
+        if len(kinds) != 1 or kinds[0] not in _KIND_WORDS:
+            raise TypeError(f"TrainConfig.{name}: from_dict cannot check a {hint}")
+        types[name] = (kinds[0], type(None) in args)
+    return types
 
-    A string that reads as the number a field wants is converted (a --set value or a TOML
-    string such as "inf" for --attention-power, which JSON cannot write); anything else
-    of the wrong type is refused with the flag's name and what it takes.
+
+def typed_values(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as TrainConfig's fields take them (see _typed), or a SineError naming the
+    first unknown key or value of the wrong type; the combination is checked by the config."""
+    unknown = sorted(set(values) - set(field_types()))
+    if unknown:
+        raise SineError(f"unknown configuration key(s): {', '.join(unknown)}")
+    return {key: _typed(key, value) for key, value in values.items()}
+
+
+def _typed(name: str, value: Any) -> Any:
+    """`value` as field `name` takes it, or a SineError naming the flag and what it takes.
+
+    Values come from JSON, TOML, a bench script's KEY=VALUE or numpy: a string that reads
+    as the number a field wants is taken ("inf" for --attention-power, which JSON cannot
+    write), a whole float for an integer (3.0 in an old config), any number for a float,
+    and a number for a string (memory_budget = 1073741824 bytes); bool is never a number.
     """
-    kind, _, optional = annotation.partition(" | ")
+    kind, optional = field_types()[name]
     if value is None and optional:
         return value
-    if kind in ("int", "float") and isinstance(value, str):
+    if kind in (int, float) and isinstance(value, str):
         with contextlib.suppress(ValueError):  # refused below, by name
-            value = int(value) if kind == "int" else float(value)
-    fits = {"bool": isinstance(value, bool), "str": isinstance(value, str),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, int | float) and not isinstance(value, bool)}
-    if not fits[kind]:
-        raise SineError(f"--{name.replace('_', '-')} must be {_KIND_WORDS[kind]}, not {value!r}")
-    return value
+            value = kind(value)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if kind is float:
+            return float(value)
+        if kind is int and float(value).is_integer():
+            return int(value)
+        if kind is str:
+            return str(value)
+    if kind is str and isinstance(value, str):
+        return value
+    raise SineError(f"--{name.replace('_', '-')} must be {_KIND_WORDS[kind]}, not {value!r}")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -350,7 +350,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         if not (path / name).is_file():
             raise SineError(f"{path}: incomplete run, {name} is missing")
     info = json.loads((path / CONFIG).read_text())
-    config = TrainConfig.from_dict(info["train"])
+    try:
+        config = TrainConfig.from_dict(info["train"])
+    except SineError as exc:
+        raise SineError(f"{path / CONFIG}: {exc}") from None
     encoder = None
     if config.model != "pop":
         if not (path / CHECKPOINT).is_file():
