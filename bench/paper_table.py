@@ -87,6 +87,7 @@ from sine_variants import (  # noqa: E402
     dataset_paths,
     job_count,
     jobs_to_run,
+    other_settings,
     parse_setting,
     read_jsonl,
     refuse_other_settings,
@@ -228,7 +229,8 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
                       "or --out for a new one.")
             if record["model"] == name:
                 wanted, skip = {**base, **own}, frozenset()
-                if name in MODELS and set(own) - {"model"}:  # sine:interests=8
+                if name in MODELS and set(other_settings(record["settings"], wanted)) & (
+                        set(own) - {"model"}):  # sine:interests=8 beside a plain sine run
                     advice += f" A variant needs a name of its own: {variant_spec(name, own)}."
             elif plain(record):
                 wanted, skip = base, frozenset({"model", *own})

@@ -112,7 +112,7 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
         raise SystemExit(f"unknown variant {spec!r}: one of {', '.join(VARIANTS)} "
                          "or NAME:key=value,key=value")
     settings: dict[str, Any] = {"model": "sine"}
-    settings.update(parse_setting(item) for item in rest.split(","))
+    settings.update(parse_setting(item) for item in filter(None, rest.split(",")))
     return name, settings
 
 
@@ -121,8 +121,8 @@ def dataset_paths(names: list[str], data: Path) -> dict[str, Path]:
     (named by its file). A missing one stops the grid before any run, naming what is there."""
     paths = {}
     for name in names:
-        path = Path(name) if name.endswith((".gz", ".csv", ".parquet", ".tsv")) else \
-            data / f"{name}.csv.gz"
+        is_path = name.endswith((".gz", ".csv", ".parquet", ".tsv"))
+        path = Path(name) if is_path else data / f"{name}.csv.gz"
         if not path.is_file():
             found = sorted(p.name.removesuffix(".csv.gz") for p in data.glob("*.csv.gz"))
             raise SystemExit(f"{path}: dataset not found; --datasets takes names of "
@@ -130,7 +130,10 @@ def dataset_paths(names: list[str], data: Path) -> dict[str, Path]:
                                  f"{data} holds {', '.join(found)}" if found
                                  else f"{data} holds none" if data.is_dir()
                                  else f"{data} is not a folder"))
-        paths[path.name.split(".")[0]] = path
+        key = path.name.removesuffix(".gz").rsplit(".", 1)[0] if is_path else name
+        if key in paths:
+            raise SystemExit(f"{name}: --datasets names {key} twice ({paths[key]} and {path})")
+        paths[key] = path
     return paths
 
 
@@ -143,6 +146,10 @@ def checked_settings(variants: list[tuple[str, dict[str, Any]]], base: dict[str,
     from sine.errors import SineError
     from trainer.config import TrainConfig, typed_values
 
+    try:
+        base = typed_values(base)
+    except SineError as exc:  # only --set can give a wrong key or type here
+        raise SystemExit(f"the settings of every run (--set): {exc}") from None
     typed = []
     for name, own in variants:
         try:
@@ -151,7 +158,7 @@ def checked_settings(variants: list[tuple[str, dict[str, Any]]], base: dict[str,
         except SineError as exc:
             raise SystemExit(f"{name}: {exc}") from None
         typed.append((name, own))
-    return typed, typed_values(base)
+    return typed, base
 
 
 def job_count(text: str) -> int:
@@ -248,13 +255,8 @@ def refuse_other_settings(out: Path, record: dict[str, Any], asked: str, wanted:
                           advice: str, skip: frozenset[str] = frozenset()) -> None:
     """Stop, naming each setting (but those in `skip` and RESUME_IGNORES) in which `wanted`,
     what this command asks `asked` to train with, differs from the `record` in `out`."""
-    from trainer.config import TrainConfig
-
-    have, default = record["settings"], TrainConfig().to_dict()  # unset = its default
-    differ = sorted(k for k in set(have) | set(wanted)
-                    if k not in skip and k not in RESUME_IGNORES
-                    and have.get(k, default.get(k)) != wanted.get(k, default.get(k)))
-    if differ:
+    have = record["settings"]
+    if differ := other_settings(have, wanted, skip):
         raise SystemExit(
             f"{out} holds {record['key']}, trained with "
             + ", ".join(setting_text(have, k) for k in differ)
@@ -262,8 +264,29 @@ def refuse_other_settings(out: Path, record: dict[str, Any], asked: str, wanted:
             + ", ".join(setting_text(wanted, k) for k in differ) + f". {advice}")
 
 
+def other_settings(have: dict[str, Any], wanted: dict[str, Any],
+                   skip: frozenset[str] = frozenset()) -> list[str]:
+    """The settings (but those in `skip` and RESUME_IGNORES) in which `wanted` differs from
+    `have`, a setting left unset being TrainConfig's default."""
+    from trainer.config import TrainConfig
+
+    default = TrainConfig().to_dict()
+    return sorted(k for k in set(have) | set(wanted)
+                  if k not in skip and k not in RESUME_IGNORES
+                  and have.get(k, default.get(k)) != wanted.get(k, default.get(k)))
+
+
 def setting_text(settings: dict[str, Any], key: str) -> str:
-    return f"{key}={settings[key]!r}" if key in settings else f"{key} unset (its default)"
+    """key=value as a variant spec or --set takes it back (true, not True), or its default."""
+    from trainer.config import TrainConfig
+
+    def shown(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    if key in settings:
+        return f"{key}={shown(settings[key])}"
+    default = getattr(TrainConfig(), key, None)
+    return f"{key} unset (default {shown(default) if default is not None else 'none'})"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -295,13 +295,19 @@ def test_a_resumed_grid_reruns_only_what_the_protocol_did_not_end(tmp_path: Path
     (["--datasets", "other", "--models", "sine-k2:model=sine,interests=2"],
      "holds tiny/sine-k2/seed0, trained with interests=1; this command asks for sine-k2 with "
      "interests=2"),
-    (["--models", "sine", "--set", "dimm=32"], "sine: unknown configuration key(s): dimm"),
+    (["--models", "sine", "--set", "dimm=32"],
+     "the settings of every run (--set): unknown configuration key(s): dimm"),
+    (["--models", "sine-x:model=sine,dimm=32"], "sine-x: unknown configuration key(s): dimm"),
     # a value of the wrong type was a TypeError traceback from TrainConfig's validation
-    (["--models", "sine", "--set", "dim=abc"], "sine: --dim must be an integer, not 'abc'"),
+    (["--models", "sine", "--set", "dim=abc"],
+     "the settings of every run (--set): --dim must be an integer, not 'abc'"),
+    # every model's own interests=1 hides a bad --set interests from the models' check
+    (["--models", "mind-k1:model=mind,interests=1", "--set", "interests=abc"],
+     "the settings of every run (--set): --interests must be an integer, not 'abc'"),
     (["--models", "sine", "--set", "dim"], "'dim': expected KEY=VALUE (e.g. dim=64)"),
     # a plain model's name with settings of its own: say so, and how to name the variant
     (["--models", "sine:interests=2"],
-     "trained with interests unset (its default); this command asks for sine with interests=2. "
+     "trained with interests unset (default 4); this command asks for sine with interests=2. "
      "One file holds one protocol: give the recorded settings to extend it, or --out for a new "
      "one. A variant needs a name of its own: sine-x:model=sine,interests=2."),
 ])
@@ -338,6 +344,9 @@ def test_grid_arguments_that_cannot_work_are_refused_with_what_to_give(tmp_path:
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit, match=f"{tmp_path} holds tiny$"):
         _grid(tmp_path, monkeypatch, "--datasets", "tinny", "--dry-run")
+    with pytest.raises(SystemExit, match="--datasets names tiny twice"):
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", str(tmp_path / "tiny.csv.gz"),
+              "--dry-run")
     with pytest.raises(SystemExit, match="missing is not a folder$"):
         _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--data", str(tmp_path / "missing"),
               "--dry-run")
@@ -368,6 +377,14 @@ def test_settings_are_compared_as_the_runs_take_them(tmp_path: Path, monkeypatch
               "--set", "dim=32", "--dry-run")
     assert "trained with dim=64" in str(refused.value)
     assert "A variant needs" not in str(refused.value)
+    with pytest.raises(SystemExit) as refused:  # interests=4 is sine's default: dim is the change
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "sine:interests=4",
+              "--set", "dim=32", "--dry-run")
+    assert "trained with dim=64" in str(refused.value)
+    assert "A variant needs" not in str(refused.value)
+    import sine_variants
+
+    assert sine_variants.parse_variant("x:dim=32,") == ("x", {"model": "sine", "dim": 32})
 
 
 def test_the_table_states_the_protocol_its_runs_recorded(tmp_path: Path) -> None:

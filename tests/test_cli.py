@@ -81,7 +81,8 @@ def test_a_config_value_of_the_wrong_type_is_refused_by_its_flag(tmp_path, synth
                             ({"label_aware": "yes"}, "--label-aware must be true or false"),
                             ({"device": True}, "--device must be a string, not True"),
                             ({"dim": None}, "--dim must be an integer, not None"),
-                            ({"lr": "nan"}, "--lr must be a finite number, not nan")):
+                            ({"lr": "nan"}, "--lr must be a finite number, not nan"),
+                            ({"lr": 10**400}, "--lr must be a number, not 1000")):
         with pytest.raises(SineError, match=re.escape(message)):
             TrainConfig.from_dict(values)
     # what JSON, TOML, KEY=VALUE and numpy write for a value the field can take is taken

@@ -237,7 +237,8 @@ def _typed(name: str, value: Any) -> Any:
     Values come from JSON, TOML, a bench script's KEY=VALUE or numpy: a string that reads
     as the number a field wants is taken ("inf" for --attention-power, which JSON cannot
     write), a whole float for an integer (3.0 in an old config), any number for a float,
-    and a number for a string (memory_budget = 1073741824 bytes); bool is never a number.
+    and a number for a string (memory_budget = 1073741824 bytes); numpy numbers are
+    numbers, but bool is never one.
     """
     kind, optional = field_types()[name]
     if value is None and optional:
@@ -248,10 +249,13 @@ def _typed(name: str, value: Any) -> Any:
     if kind is bool and isinstance(value, bool):
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if kind is float:
-            return float(value)
-        if kind is int and float(value).is_integer():
+        if kind is int and isinstance(value, numbers.Integral):
             return int(value)
+        with contextlib.suppress(OverflowError):  # an int beyond float's range: refused below
+            if kind is float:
+                return float(value)
+            if kind is int and float(value).is_integer():
+                return int(value)
         if kind is str:
             return str(value)
     if kind is str and isinstance(value, str):
