@@ -475,8 +475,8 @@ def main() -> None:
                         help="most epochs per run (the committed table's)")
     parser.add_argument("--patience", type=int, default=3,
                         help="early-stopping patience (the committed table's)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra TrainConfig settings for every run")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="extra TrainConfig settings for every run (repeatable)")
     parser.add_argument("--jobs", type=job_count, default=2, help="runs at a time (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -288,6 +288,10 @@ def main() -> None:
     base = run_settings(BASE, args)
     grid = variants(args.table6, args.data)
     if args.only:
+        if unknown := [name for name in args.only if name not in grid]:
+            raise SystemExit(f"--only {' '.join(unknown)}: not in the grid, which has "
+                             f"{', '.join(grid)}" + ("" if args.table6 else
+                                                     " (the sine-* ablations need --table6)"))
         grid = {name: grid[name] for name in args.only}
     done = {r["key"]: r for r in read_jsonl(args.out) if r.get("status") == FINISHED}
     jobs = []

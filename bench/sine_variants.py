@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,8 @@ def checked_settings(variants: list[tuple[str, dict[str, Any]]], base: dict[str,
     from sine.errors import SineError
     from trainer.config import TrainConfig, typed_values
 
+    if "seed" in base or any("seed" in own for _, own in variants):
+        raise SystemExit("seed: each run's seed comes from --seeds (it names the run's key)")
     try:
         base = typed_values(base)
     except SineError as exc:  # only --set can give a wrong key or type here
@@ -239,6 +242,10 @@ def jobs_to_run(skipped: dict[str, dict[str, Any]], jobs: list[Job], base: dict[
     what the file holds and what the command asked for. (Cells of other datasets may differ:
     the sine_variants file trained ml-100k to patience 5.)
     """
+    twice = sorted(key for key, n in Counter(job.key for job in jobs).items() if n > 1)
+    if twice:  # both runs would write one key: the later record supersedes the earlier
+        raise SystemExit(f"{', '.join(twice)}: asked for twice; give each model or variant, "
+                         "dataset and seed once (variants need names of their own)")
     cells: dict[str, list[dict[str, Any]]] = {}
     for key, record in skipped.items():
         if "settings" in record:

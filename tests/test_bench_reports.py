@@ -347,6 +347,23 @@ def test_grid_arguments_that_cannot_work_are_refused_with_what_to_give(tmp_path:
     with pytest.raises(SystemExit, match="--datasets names tiny twice"):
         _grid(tmp_path, monkeypatch, "--datasets", "tiny", str(tmp_path / "tiny.csv.gz"),
               "--dry-run")
+    # one key asked for twice: both runs wrote it, and the failed one superseded the other
+    for extra in (["--models", "pop", "pop:dim=16", "--seeds", "0"],
+                  ["--models", "pop", "--seeds", "0", "0"]):
+        with pytest.raises(SystemExit, match="tiny/pop/seed0: asked for twice"):
+            _grid(tmp_path, monkeypatch, "--datasets", "tiny", *extra, "--dry-run")
+    with pytest.raises(SystemExit, match="seed: each run's seed comes from --seeds"):
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "pop", "--set", "seed=3",
+              "--dry-run")
+    with pytest.raises(SystemExit, match="--lr must be a number, not 'abc'"):  # --set repeated
+        _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--models", "pop", "--set", "lr=abc",
+              "--set", "dim=64", "--dry-run")
+    import sensitivity  # its --only took a name not in the grid as a KeyError traceback
+
+    monkeypatch.setattr(sys, "argv", ["sensitivity.py", "--data", str(tmp_path), "--out",
+                                      str(tmp_path / "s.jsonl"), "--only", "K=8", "nope"])
+    with pytest.raises(SystemExit, match="--only nope: not in the grid, which has default, K=8"):
+        sensitivity.main()
     with pytest.raises(SystemExit, match="missing is not a folder$"):
         _grid(tmp_path, monkeypatch, "--datasets", "tiny", "--data", str(tmp_path / "missing"),
               "--dry-run")

@@ -106,6 +106,11 @@ def test_a_config_value_of_the_wrong_type_is_refused_by_its_flag(tmp_path, synth
     result = runner.invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 2
     assert f"{run / 'config.json'}: --dim must be an integer, not 'abc'" in result.stderr
+    for text, message in (('{"train": {', "Expecting"), ("[]", 'no table of training settings')):
+        (run / "config.json").write_text(text)  # cut short, or not a run's config
+        result = runner.invoke(app, ["evaluate", str(run)])
+        assert result.exit_code == 2
+        assert f"{run / 'config.json'}: " in result.stderr and message in result.stderr
 
 
 def test_evaluate_reproduces_the_training_metrics(tmp_path, synthetic_csv):

@@ -349,10 +349,12 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     for name in (CONFIG, VOCABULARY, POPULARITY):
         if not (path / name).is_file():
             raise SineError(f"{path}: incomplete run, {name} is missing")
-    info = json.loads((path / CONFIG).read_text())
     try:
+        info = json.loads((path / CONFIG).read_text())
+        if not isinstance(info, dict) or not isinstance(info.get("train"), dict):
+            raise SineError("no table of training settings under \"train\"")
         config = TrainConfig.from_dict(info["train"])
-    except SineError as exc:
+    except (SineError, ValueError) as exc:  # ValueError: not JSON
         raise SineError(f"{path / CONFIG}: {exc}") from None
     encoder = None
     if config.model != "pop":
