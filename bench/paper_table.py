@@ -64,7 +64,6 @@ for the same key supersedes an earlier one):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -84,6 +83,7 @@ from sine_variants import (  # noqa: E402
     RESUME_IGNORES,
     Job,
     checked_settings,
+    config_defaults,
     dataset_paths,
     job_count,
     jobs_to_run,
@@ -92,6 +92,7 @@ from sine_variants import (  # noqa: E402
     read_jsonl,
     refuse_other_settings,
     run_grid,
+    spec_value,
 )
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -229,8 +230,9 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
                       "or --out for a new one.")
             if record["model"] == name:
                 wanted, skip = {**base, **own}, frozenset()
-                if name in MODELS and set(other_settings(record["settings"], wanted)) & (
-                        set(own) - {"model"}):  # sine:interests=8 beside a plain sine run
+                extra = set(own) - {"model"}  # sine:interests=8 beside a plain sine run
+                if name in MODELS and extra and extra & set(
+                        other_settings(record["settings"], wanted)):
                     advice += f" A variant needs a name of its own: {variant_spec(name, own)}."
             elif plain(record):
                 wanted, skip = base, frozenset({"model", *own})
@@ -242,7 +244,7 @@ def check_protocol(held: dict[str, dict[str, Any]], models: list[tuple[str, dict
 def variant_spec(name: str, own: dict[str, Any]) -> str:
     """A NAME:key=value spec that parse_model reads back as `own` (JSON values: true, null)."""
     return f"{name}-x:model={own['model']}," + ",".join(
-        f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items() if k != "model")
+        f"{k}={spec_value(v)}" for k, v in own.items() if k != "model")
 
 
 def model_rank(name: str) -> tuple[int, str]:
@@ -324,9 +326,7 @@ def load_band(band: list[float] | None) -> str:
 
 def settings_text(summary: dict[str, Any]) -> str:
     """The protocol as the plain runs recorded it, and what each variant changes."""
-    from trainer.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()
+    defaults = config_defaults()
     values = {k: " / ".join(map(str, v)) or str(defaults[k])
               for k, v in summary["protocol"].items()}
     text = (f"Settings: D = {values['dim']}, n = {values['max_len']}, {values['loss']} softmax, "

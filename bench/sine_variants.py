@@ -30,6 +30,7 @@ otherwise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import multiprocessing as mp
@@ -271,29 +272,36 @@ def refuse_other_settings(out: Path, record: dict[str, Any], asked: str, wanted:
             + ", ".join(setting_text(wanted, k) for k in differ) + f". {advice}")
 
 
+@functools.cache
+def config_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults, built once: every resume comparison reads them."""
+    from trainer.config import TrainConfig
+
+    return TrainConfig().to_dict()
+
+
 def other_settings(have: dict[str, Any], wanted: dict[str, Any],
                    skip: frozenset[str] = frozenset()) -> list[str]:
     """The settings (but those in `skip` and RESUME_IGNORES) in which `wanted` differs from
     `have`, a setting left unset being TrainConfig's default."""
-    from trainer.config import TrainConfig
-
-    default = TrainConfig().to_dict()
+    default = config_defaults()
     return sorted(k for k in set(have) | set(wanted)
                   if k not in skip and k not in RESUME_IGNORES
                   and have.get(k, default.get(k)) != wanted.get(k, default.get(k)))
 
 
+def spec_value(value: Any) -> str:
+    """A value as a variant spec or --set reads it back: a string as it is, else JSON
+    (true, null; not Python's True, None)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def setting_text(settings: dict[str, Any], key: str) -> str:
-    """key=value as a variant spec or --set takes it back (true, not True), or its default."""
-    from trainer.config import TrainConfig
-
-    def shown(value: Any) -> str:
-        return value if isinstance(value, str) else json.dumps(value)
-
+    """key=value as a variant spec or --set takes it back, or what an unset key defaults to."""
     if key in settings:
-        return f"{key}={shown(settings[key])}"
-    default = getattr(TrainConfig(), key, None)
-    return f"{key} unset (default {shown(default) if default is not None else 'none'})"
+        return f"{key}={spec_value(settings[key])}"
+    default = config_defaults().get(key)
+    return f"{key} unset (default {spec_value(default) if default is not None else 'none'})"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
